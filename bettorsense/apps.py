@@ -1,0 +1,12 @@
+"""App configuration: registers the system checks and the settings-change hook."""
+
+from django.apps import AppConfig
+
+
+class BettorSenseConfig(AppConfig):
+    name = "bettorsense"
+    verbose_name = "Bettor Sense"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, conf  # noqa: F401  (registers checks and the setting_changed receiver)

@@ -1,0 +1,167 @@
+"""The fleet's shared token state in the Django cache: token, renewal lock and backoff.
+
+Keys are ``<KEY_PREFIX>:<credentials identity>:<name>``; the identity hashes the token URL, the
+audience and the client id, so a token is never reused across credentials or environments.
+Every backend failure becomes :class:`CacheUnavailable`, which the token manager survives.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import BaseCache, caches
+
+from .access_token import AccessToken, Tombstone
+from .conf import Config
+from .crypto import seal, unseal
+from .exceptions import BettorSenseError
+
+
+class CacheUnavailable(Exception):
+    """The cache backend raised; the message names the error class only."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    until: float
+    error: str
+    message: str
+
+
+def cache_key(config: Config, name: str) -> str:
+    return f"{config.key_prefix}:{config.credentials_identity}:{name}"
+
+
+def _ttl(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
+
+
+@contextmanager
+def guard_cache() -> Iterator[None]:
+    try:
+        yield
+    except CacheUnavailable:
+        raise
+    except Exception as err:
+        raise CacheUnavailable(f"{type(err).__name__}: {str(err)[:160]}") from err
+
+
+class SharedTokenStore:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.token_key = cache_key(config, "token")
+        self.lock_key = cache_key(config, "lock")
+        self.backoff_key = cache_key(config, "backoff")
+        self.failures_key = cache_key(config, "failures")
+
+    @property
+    def cache(self) -> BaseCache:
+        return caches[self.config.cache_alias]
+
+    # --- token --------------------------------------------------------------------------------
+
+    def read_token(self) -> AccessToken | Tombstone | None:
+        with guard_cache():
+            sealed = self.cache.get(self.token_key)
+        if not isinstance(sealed, str):
+            return None
+        data = unseal(self.config.encryption_key, sealed)
+        if data is None:
+            return None  # sealed under another key (SECRET_KEY rotated) or tampered with
+        if "tombstone" in data:
+            return Tombstone(fingerprint=str(data["tombstone"]))
+        try:
+            return AccessToken(
+                value=str(data["v"]),
+                token_type=str(data["t"]),
+                issued_at=float(data["i"]),
+                expires_at=float(data["e"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _seal_token(self, token: AccessToken) -> str:
+        payload: dict[str, Any] = {
+            "v": token.value, "t": token.token_type, "i": token.issued_at, "e": token.expires_at,
+        }
+        return seal(self.config.encryption_key, payload)
+
+    def write_token(self, token: AccessToken) -> None:
+        with guard_cache():
+            self.cache.set(self.token_key, self._seal_token(token), _ttl(token.seconds_left()))
+
+    def add_token(self, token: AccessToken) -> bool:
+        """Put a token back only if the entry is empty (the cache lost it)."""
+        with guard_cache():
+            return bool(self.cache.add(self.token_key, self._seal_token(token), _ttl(token.seconds_left())))
+
+    def tombstone_if_current(self, token_value: str) -> bool:
+        current = self.read_token()
+        if not isinstance(current, AccessToken) or current.value != token_value:
+            return False
+        sealed = seal(self.config.encryption_key, {"tombstone": current.fingerprint})
+        with guard_cache():
+            self.cache.set(self.token_key, sealed, _ttl(current.seconds_left()))
+        return True
+
+    # --- single flight ------------------------------------------------------------------------
+
+    def acquire_lock(self) -> str | None:
+        """The owner id if this caller now holds the fleet's renewal lock, else None."""
+        owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        lock_ttl = _ttl(self.config.connect_timeout + self.config.read_timeout + 5)
+        with guard_cache():
+            return owner if self.cache.add(self.lock_key, owner, lock_ttl) else None
+
+    def release_lock(self, owner: str) -> None:
+        try:
+            with guard_cache():
+                if self.cache.get(self.lock_key) == owner:
+                    self.cache.delete(self.lock_key)
+        except CacheUnavailable:
+            pass  # the lock expires on its own
+
+    def lock_holder(self) -> str | None:
+        with guard_cache():
+            holder = self.cache.get(self.lock_key)
+        return holder if isinstance(holder, str) else None
+
+    # --- backoff ------------------------------------------------------------------------------
+
+    def read_backoff(self) -> Backoff | None:
+        with guard_cache():
+            data = self.cache.get(self.backoff_key)
+        if not isinstance(data, dict) or float(data.get("until", 0)) <= time.time():
+            return None
+        return Backoff(until=float(data["until"]), error=str(data["error"]), message=str(data["message"]))
+
+    def write_backoff(self, err: BettorSenseError, delay: float) -> None:
+        data = {"until": time.time() + delay, "error": type(err).__name__, "message": str(err)[:300]}
+        try:
+            with guard_cache():
+                self.cache.set(self.backoff_key, data, _ttl(delay))
+        except CacheUnavailable:
+            pass
+
+    def count_failure(self) -> int:
+        """Consecutive failed token requests across the fleet, this one included."""
+        try:
+            with guard_cache():
+                self.cache.add(self.failures_key, 0, _ttl(self.config.backoff_max * 4))
+                return int(self.cache.incr(self.failures_key))
+        except (CacheUnavailable, ValueError):
+            return 1
+
+    def clear_backoff(self) -> None:
+        try:
+            with guard_cache():
+                self.cache.delete_many([self.backoff_key, self.failures_key])
+        except CacheUnavailable:
+            pass

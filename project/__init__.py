@@ -1,0 +1,5 @@
+"""Demo Django project around the bettorsense app."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,71 @@
+"""Run the demo on embedded defaults: the sandbox, a Celery worker, Celery beat and Django.
+
+Started by ``make demo``. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+PYTHON = sys.executable
+SANDBOX_PORT = os.environ.get("SANDBOX_PORT", "8765")
+WEB_PORT = os.environ.get("WEB_PORT", "8000")
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    log = (RUN / f"{name}.log").open("ab")
+    print(f"  {name:<8} log: {RUN / f'{name}.log'}")
+    return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def main() -> int:
+    RUN.mkdir(exist_ok=True)
+    manage("migrate", "--noinput", "-v", "0")
+    manage("createcachetable")
+    manage("check")
+    celery = [PYTHON, "-m", "celery", "-A", "project"]
+    print("Starting:")
+    processes = [
+        start("sandbox", [PYTHON, "manage.py", "bettorsense_sandbox", "--port", SANDBOX_PORT, "--enforce-reuse"]),
+        start("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
+        start("beat", [*celery, "beat", "--loglevel", "INFO", "--schedule", str(RUN / "celerybeat-schedule")]),
+        start("web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{WEB_PORT}", "--noreload"]),
+    ]
+    print(
+        f"\nBettor Sense demo running.\n"
+        f"  Admin:     http://127.0.0.1:{WEB_PORT}/admin/\n"
+        f"  Sandbox:   http://127.0.0.1:{SANDBOX_PORT}/_sandbox/stats\n"
+        f"  Token:     {PYTHON} manage.py bettorsense_token\n"
+        "Press Ctrl-C to stop."
+    )
+    try:
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        print("A demo process exited; see the logs in .run/.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
