@@ -1,0 +1,70 @@
+"""Print one player's risk profile, or stream every profile as JSON lines.
+
+Usage::
+
+    python manage.py bettorsense_profile player_1            # one profile, readable
+    python manage.py bettorsense_profile player_1 --json     # one profile as JSON
+    python manage.py bettorsense_profile --all               # every profile, one JSON object a line
+    python manage.py bettorsense_profile --all --since 2026-11-27
+
+Exits non-zero with the error's message (never a secret) when the API refuses or fails.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from bettorsense.exceptions import BettorSenseError
+from bettorsense.profiles import PlayerRiskProfile, parse_datetime_utc
+from bettorsense.services import get_player_risk_profile, iter_risk_profiles
+
+
+def _since(value: str) -> date | datetime:
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else parse_datetime_utc(value)
+    except ValueError:
+        raise CommandError(f"--since {value!r} is not an ISO-8601 date or date-time.") from None
+
+
+class Command(BaseCommand):
+    help = "Print a player's Bettor Sense risk profile, or stream all profiles with --all."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("account_id", nargs="?", help="The operator's account id.")
+        parser.add_argument("--all", action="store_true", help="Stream every profile as JSON lines.")
+        parser.add_argument("--since", help="With --all: only profiles changed on or after this date.")
+        parser.add_argument("--fresh", action="store_true", help="Skip the profile cache.")
+        parser.add_argument("--json", action="store_true", help="Print the profile as JSON.")
+        parser.add_argument("--bookmaker", type=int, help="Bookmaker id (default: settings).")
+        parser.add_argument("--sub-bookmaker", type=int, help="Sub-bookmaker id (default: settings).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        ids = {"bookmaker_id": options["bookmaker"], "sub_bookmaker_id": options["sub_bookmaker"]}
+        if options["all"] == bool(options["account_id"]):
+            raise CommandError("Give an ACCOUNT_ID, or --all.")
+        try:
+            if options["all"]:
+                since = _since(options["since"]) if options["since"] else None
+                for profile in iter_risk_profiles(changed_since=since, **ids):
+                    self.stdout.write(json.dumps(profile.to_json()))
+                return
+            profile = get_player_risk_profile(options["account_id"], fresh=options["fresh"], **ids)
+        except BettorSenseError as err:
+            raise CommandError(f"{type(err).__name__}: {err}") from err
+        if options["json"]:
+            self.stdout.write(json.dumps(profile.to_json(), indent=2))
+        else:
+            self._print(profile)
+
+    def _print(self, profile: PlayerRiskProfile) -> None:
+        updated = profile.last_updated.isoformat() if profile.last_updated else "unknown"
+        self.stdout.write(f"Player:      {profile.player_id}")
+        self.stdout.write(f"Risk score:  {profile.risk_score:g}  ({profile.band.label})")
+        self.stdout.write(f"Category:    {profile.risk_category}  percentile: {profile.percentile}")
+        self.stdout.write(f"Updated:     {updated}  source: {profile.source}")
+        for factor in profile.category_scores:
+            self.stdout.write(f"  {factor.key:>2} {factor.name:<30} {factor.score:+.4f}")

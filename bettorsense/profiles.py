@@ -1,0 +1,141 @@
+"""Typed risk profiles, parsed tolerantly from the vendor's JSON (reference §5 and §6)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import models
+
+from .exceptions import BadResponse
+
+
+class RiskBand(models.IntegerChoices):
+    """The vendor's bands by score. The integer codes follow the one example (54 -> 1), so they are
+    inferred; the band is derived from ``riskScore``, and ``riskCategory`` is kept only as reported."""
+
+    NO_RISK = 0, "No risk"
+    LOW = 1, "Low risk"
+    MEDIUM = 2, "Medium risk"
+    HIGH = 3, "High risk"
+    VERY_HIGH = 4, "Very high risk"
+
+    @classmethod
+    def for_score(cls, score: float) -> RiskBand:
+        # The documented top band is [99, 100); a score of exactly 100 is put in it too.
+        if score < 50:
+            return cls.NO_RISK
+        if score < 68:
+            return cls.LOW
+        if score < 95:
+            return cls.MEDIUM
+        if score < 99:
+            return cls.HIGH
+        return cls.VERY_HIGH
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """One contributing factor: positive values push the risk up, negative ones pull it down."""
+
+    key: int
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PlayerRiskProfile:
+    player_id: str
+    last_updated: datetime | None
+    risk_score: float
+    risk_category: int | None
+    percentile: float | None
+    category_scores: tuple[CategoryScore, ...]
+    band: RiskBand
+    #: Where the answer came from: "api", "cache" or "stale" (the last good copy, served in an outage).
+    source: str = field(default="api", compare=False)
+
+    @property
+    def stale(self) -> bool:
+        return self.source == "stale"
+
+    def with_source(self, source: str) -> PlayerRiskProfile:
+        return replace(self, source=source)
+
+    def to_json(self) -> dict[str, Any]:
+        """The vendor's field names, plus our derived band and the source."""
+        return {
+            "playerId": self.player_id,
+            "lastUpdatedDateTime": self.last_updated.isoformat().replace("+00:00", "Z") if self.last_updated else None,
+            "riskScore": self.risk_score,
+            "riskCategory": self.risk_category,
+            "percentile": self.percentile,
+            "categoryScores": [{"key": c.key, "name": c.name, "score": c.score} for c in self.category_scores],
+            "band": self.band.name.lower(),
+            "bandLabel": self.band.label,
+            "source": self.source,
+            "stale": self.stale,
+        }
+
+
+def parse_datetime_utc(value: str) -> datetime:
+    """ISO-8601 with ``Z`` or an offset, as an aware UTC datetime; naive values are taken as UTC."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _number(data: dict[str, Any], name: str, *, required: bool) -> float | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadResponse(f"Profile field {name!r} is not a number.")
+    return value
+
+
+def parse_profile(data: Any) -> PlayerRiskProfile:
+    """A profile from one ``PlayerRiskProfileDto``; field order and extra fields do not matter.
+
+    ``playerId`` and ``riskScore`` are required; the other fields may be absent or null.
+    """
+    if not isinstance(data, dict):
+        raise BadResponse("A risk profile is not a JSON object.")
+    player_id = data.get("playerId")
+    if not isinstance(player_id, str) or not player_id:
+        raise BadResponse("Profile field 'playerId' is missing or not a string.")
+    score = _number(data, "riskScore", required=True) or 0.0
+    if not 0 <= score <= 100:
+        raise BadResponse(f"Profile riskScore {score!r} is outside 1..100.")
+    category = _number(data, "riskCategory", required=False)
+    percentile = _number(data, "percentile", required=False)
+    updated_raw = data.get("lastUpdatedDateTime")
+    try:
+        last_updated = parse_datetime_utc(updated_raw) if isinstance(updated_raw, str) else None
+    except ValueError:
+        raise BadResponse("Profile field 'lastUpdatedDateTime' is not an ISO-8601 date-time.") from None
+    scores_raw = data.get("categoryScores") or []
+    if not isinstance(scores_raw, list):
+        raise BadResponse("Profile field 'categoryScores' is not a list.")
+    scores = tuple(sorted((_category(item) for item in scores_raw), key=lambda c: c.score, reverse=True))
+    return PlayerRiskProfile(
+        player_id=player_id,
+        last_updated=last_updated,
+        risk_score=score,
+        risk_category=int(category) if category is not None else None,
+        percentile=float(percentile) if percentile is not None else None,
+        category_scores=scores,
+        band=RiskBand.for_score(score),
+    )
+
+
+def _category(item: Any) -> CategoryScore:
+    if not isinstance(item, dict):
+        raise BadResponse("A category score is not a JSON object.")
+    key, score = item.get("key"), item.get("score")
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise BadResponse("Category score 'key' is not an integer.")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise BadResponse("Category score 'score' is not a number.")
+    return CategoryScore(key=key, name=str(item.get("name") or ""), score=float(score))

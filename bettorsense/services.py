@@ -1,0 +1,211 @@
+"""The public service layer: typed answers about players' risk, or typed errors.
+
+    from bettorsense.services import get_player_risk_profile, iter_risk_profiles
+
+    profile = get_player_risk_profile("player_1")
+    profile.band            # RiskBand.LOW
+    for profile in iter_risk_profiles(changed_since=yesterday):
+        ...
+
+Caching follows the vendor's advice (reference §7): scores are recomputed once a day, by about
+04:00 UTC, so a profile is cached until the next ``RECOMPUTE_AT_UTC`` boundary. The same entry is
+kept for ``STALE_TTL`` as the fallback served, marked ``source="stale"``, when the API is down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.core.cache import caches
+
+from . import client
+from .conf import Config, get_config
+from .exceptions import (
+    BadResponse,
+    BettorSenseConfigurationError,
+    BettorSenseError,
+    InvalidInput,
+    PlayerNotFound,
+    ProfileInactive,
+    ProfileNotCreated,
+    ProfileUnavailable,
+    RateLimited,
+    ServiceUnavailable,
+)
+from .profiles import PlayerRiskProfile, parse_profile
+from .store import CacheUnavailable, cache_key, guard_cache
+from .validation import account_id as valid_account_id
+from .validation import bookmaker_id as valid_bookmaker_id
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND_ERRORS: dict[str, type[ProfileUnavailable]] = {
+    cls.__name__: cls for cls in (PlayerNotFound, ProfileNotCreated, ProfileInactive)
+}
+# Where the envelope of the batch endpoint may keep its list (the vendor does not publish it).
+_ITEM_KEYS = (
+    "items", "results", "data", "profiles", "riskProfiles", "playerRiskProfiles", "content", "records", "value",
+)
+_TOTAL_PAGE_KEYS = ("totalPages", "pageCount", "total_pages", "pages")
+
+
+def _bookmakers(config: Config, bookmaker_id: int | None, sub_bookmaker_id: int | None) -> tuple[int, int]:
+    bookmaker = config.bookmaker_id if bookmaker_id is None else bookmaker_id
+    sub_bookmaker = config.sub_bookmaker_id if sub_bookmaker_id is None else sub_bookmaker_id
+    if bookmaker is None or sub_bookmaker is None:
+        raise BettorSenseConfigurationError(
+            "No bookmaker ids: pass bookmaker_id and sub_bookmaker_id, or set BETTORSENSE['BOOKMAKER_ID'] "
+            "and ['SUB_BOOKMAKER_ID']."
+        )
+    return valid_bookmaker_id("bookmaker_id", bookmaker), valid_bookmaker_id("sub_bookmaker_id", sub_bookmaker)
+
+
+def next_recompute(config: Config, now: datetime) -> datetime:
+    """The first daily recompute boundary strictly after ``now``."""
+    boundary = datetime.combine(now.date(), config.recompute_at_utc, tzinfo=UTC)
+    return boundary if boundary > now else boundary + timedelta(days=1)
+
+
+def _profile_key(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> str:
+    digest = hashlib.sha256(account.encode()).hexdigest()[:32]
+    return cache_key(config, f"profile:{bookmaker}:{sub_bookmaker}:{digest}")
+
+
+def _cache_get(config: Config, key: str) -> Any:
+    try:
+        with guard_cache():
+            return caches[config.cache_alias].get(key)
+    except CacheUnavailable as err:
+        logger.warning("Profile cache unavailable (%s); asking the API", err)
+        return None
+
+
+def _cache_set(config: Config, key: str, value: Any, ttl: float) -> None:
+    try:
+        with guard_cache():
+            caches[config.cache_alias].set(key, value, max(1, int(ttl)))
+    except CacheUnavailable as err:
+        logger.warning("Profile cache unavailable (%s); not cached", err)
+
+
+def get_player_risk_profile(
+    account_id: str,
+    *,
+    bookmaker_id: int | None = None,
+    sub_bookmaker_id: int | None = None,
+    fresh: bool = False,
+) -> PlayerRiskProfile:
+    """The risk profile of one player: from the cache until the next daily recompute, else the API.
+
+    ``fresh=True`` skips the cache read (the answer is still cached). Raises a
+    :class:`~bettorsense.exceptions.BettorSenseError` subclass on every failure; when the API is
+    unavailable and a copy is held, that copy is returned with ``source="stale"`` instead.
+    """
+    config = get_config()
+    account = valid_account_id(account_id)
+    bookmaker, sub_bookmaker = _bookmakers(config, bookmaker_id, sub_bookmaker_id)
+    key = _profile_key(config, bookmaker, sub_bookmaker, account)
+    cached = _cache_get(config, key) if config.profile_cache else None
+    if isinstance(cached, dict) and not fresh:
+        if "missing" in cached and cached.get("until", 0) > time.time():
+            error = _NOT_FOUND_ERRORS.get(str(cached["missing"]), PlayerNotFound)
+            raise error(f"{error.__name__} (cached answer).", status_code=404)
+        if "profile" in cached and cached.get("fresh_until", 0) > time.time():
+            return _cached_profile(cached, "cache")
+    segments = (
+        "v1", "Operator", "PlayerRiskProfile", "bookmakers", str(bookmaker),
+        "sub-bookmakers", str(sub_bookmaker), "accountid", account,
+    )
+    try:
+        body = client.get_json(config, segments)
+        profile = parse_profile(body)
+    except ProfileUnavailable as err:
+        if config.profile_cache:
+            marker = {"missing": type(err).__name__, "until": time.time() + config.not_found_ttl}
+            _cache_set(config, key, marker, config.not_found_ttl)
+        raise
+    except (ServiceUnavailable, RateLimited) as err:
+        if isinstance(cached, dict) and "profile" in cached:
+            logger.warning("Serving a stale profile: %s", type(err).__name__)
+            return _cached_profile(cached, "stale")
+        raise
+    if profile.player_id != account:
+        raise BadResponse("The API answered with the profile of another player.")
+    if config.profile_cache:
+        now = datetime.now(UTC)
+        fresh_until = next_recompute(config, now).timestamp()
+        # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.
+        _cache_set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
+    return profile
+
+
+def _cached_profile(cached: dict[str, Any], source: str) -> PlayerRiskProfile:
+    return parse_profile(cached["profile"]).with_source(source)
+
+
+def _date_param(config: Config, changed_since: date | datetime | None) -> str | None:
+    if changed_since is None:
+        return None
+    if isinstance(changed_since, datetime):
+        moment = changed_since if changed_since.tzinfo else changed_since.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+    elif isinstance(changed_since, date):
+        moment = datetime.combine(changed_since, datetime.min.time(), tzinfo=UTC)
+    else:
+        raise InvalidInput("changed_since must be a date or a datetime.")
+    if config.batch_date_format == "date":
+        return moment.date().isoformat()
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _page_items(body: Any) -> tuple[list[Any], int | None]:
+    """The list of a batch page and its total page count, if the envelope has one."""
+    if isinstance(body, list):
+        return body, None
+    if isinstance(body, dict):
+        for key in _ITEM_KEYS:
+            if isinstance(body.get(key), list):
+                total = next((body[k] for k in _TOTAL_PAGE_KEYS if isinstance(body.get(k), int)), None)
+                return body[key], total
+    raise BadResponse("A batch page is neither a JSON array nor an object holding one.")
+
+
+def iter_risk_profiles(
+    *,
+    changed_since: date | datetime | None = None,
+    bookmaker_id: int | None = None,
+    sub_bookmaker_id: int | None = None,
+) -> Iterator[PlayerRiskProfile]:
+    """Every profile of the batch endpoint, page by page from page 1, never holding more than one page.
+
+    Stops on an empty page, on a page shorter than ``BATCH_PAGE_SIZE``, or at the total page count
+    when the envelope gives one.
+    """
+    config = get_config()
+    bookmaker, sub_bookmaker = _bookmakers(config, bookmaker_id, sub_bookmaker_id)
+    segments = ("v1", "Operator", "RiskProfiles", "bookmakers", str(bookmaker), "sub-bookmakers", str(sub_bookmaker))
+    since = _date_param(config, changed_since)
+    page = 1
+    previous_ids: tuple[str, str] | None = None
+    while True:
+        body = client.get_json(config, segments, {"page": page, config.batch_date_param: since})
+        items, total_pages = _page_items(body)
+        if not items:
+            return
+        profiles = [parse_profile(item) for item in items]
+        ids = (profiles[0].player_id, profiles[-1].player_id)
+        if ids == previous_ids:
+            raise BadResponse(f"Batch page {page} repeats page {page - 1}; the API may ignore the page parameter.")
+        previous_ids = ids
+        yield from profiles
+        if len(items) < config.batch_page_size or (total_pages is not None and page >= total_pages):
+            return
+        page += 1
+
+
+__all__ = ["BettorSenseError", "PlayerRiskProfile", "get_player_risk_profile", "iter_risk_profiles"]

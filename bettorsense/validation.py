@@ -1,0 +1,43 @@
+"""Checks on caller input, done before any request, and the exact encoding of path segments."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import quote
+
+from .exceptions import InvalidInput
+
+INT32_MAX = 2_147_483_647
+ACCOUNT_ID_MAX = 64
+
+
+def bookmaker_id(name: str, value: object) -> int:
+    """An int32 in 0..2147483647 (the vendor's path parameter type)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} must be an integer, not {type(value).__name__}.")
+    if not 0 <= value <= INT32_MAX:
+        raise InvalidInput(f"{name} must be between 0 and {INT32_MAX}.")
+    return value
+
+
+def account_id(value: object) -> str:
+    """1 to 64 characters, no control characters, encodable as UTF-8."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"account_id must be a string, not {type(value).__name__}.")
+    if not 1 <= len(value) <= ACCOUNT_ID_MAX:
+        raise InvalidInput(f"account_id must be 1 to {ACCOUNT_ID_MAX} characters long, not {len(value)}.")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise InvalidInput("account_id must not contain control characters.")
+    return value
+
+
+def path_segment(value: str) -> str:
+    """Percent-encode one path segment so that nothing in it can change the route.
+
+    ``/``, ``?``, ``#`` and ``%`` are encoded by ``quote(safe="")``; a segment made only of dots
+    would be collapsed by URL normalisation (RFC 3986 §5.2.4), so its dots are encoded as well.
+    """
+    encoded = quote(value, safe="")
+    if encoded and set(encoded) == {"."}:
+        encoded = "%2E" * len(encoded)
+    return encoded

@@ -1,0 +1,384 @@
+"""The service layer against the sandbox API over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bettorsense.breaker import BreakerState, get_breaker
+from bettorsense.conf import get_config
+from bettorsense.exceptions import (
+    AccessDenied,
+    AuthenticationFailed,
+    BadResponse,
+    BettorSenseConfigurationError,
+    InvalidInput,
+    PlayerNotFound,
+    ProfileInactive,
+    ProfileNotCreated,
+    RateLimited,
+    ServiceUnavailable,
+)
+from bettorsense.profiles import RiskBand
+from bettorsense.sandbox import Fault
+from bettorsense.services import get_player_risk_profile, iter_risk_profiles, next_recompute
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def api_requests(sandbox: Any, route: str | None = None) -> list[Any]:
+    return [r for r in list(sandbox.state.requests) if route is None or r.route == route]
+
+
+def token_requests(sandbox: Any) -> int:
+    return sum(client["total"] for client in sandbox.state.stats()["token_requests"].values())
+
+
+# --- one profile --------------------------------------------------------------------------------
+
+
+def test_profile_is_typed(configure, sandbox):
+    profile = get_player_risk_profile("player_1")
+    assert profile.player_id == "player_1"
+    assert profile.last_updated is not None and profile.last_updated.tzinfo is not None
+    assert 1 <= profile.risk_score <= 100
+    assert profile.band == RiskBand.for_score(profile.risk_score)
+    assert profile.risk_category == profile.band.value  # the sandbox follows the inferred codes
+    assert 0 <= (profile.percentile or 0) <= 100
+    assert [c.key for c in profile.category_scores] and all(c.name for c in profile.category_scores)
+    scores = [c.score for c in profile.category_scores]
+    assert scores == sorted(scores, reverse=True)
+    assert profile.source == "api"
+
+
+@pytest.mark.parametrize(
+    ("score", "band"),
+    [(1, RiskBand.NO_RISK), (49.9, RiskBand.NO_RISK), (50, RiskBand.LOW), (67, RiskBand.LOW),
+     (68, RiskBand.MEDIUM), (94, RiskBand.MEDIUM), (95, RiskBand.HIGH), (98, RiskBand.HIGH),
+     (99, RiskBand.VERY_HIGH), (100, RiskBand.VERY_HIGH)],
+)
+def test_bands_follow_the_reference(score, band):
+    assert RiskBand.for_score(score) == band
+    assert band.label.endswith("risk")
+
+
+def test_all_bands_appear_among_sandbox_players(configure, sandbox):
+    bands = {get_player_risk_profile(f"player_{i}").band for i in range(1, 201) if i % 97 and i % 89}
+    assert bands == set(RiskBand)
+
+
+def test_parsing_tolerates_order_extra_and_absent_fields():
+    from bettorsense.profiles import parse_profile
+
+    profile = parse_profile({
+        "riskScore": 70, "extra": {"x": 1}, "playerId": "p",
+        "categoryScores": [{"score": -1.5, "name": "Time", "key": 4}, {"name": "Losses", "key": 3, "score": 2}],
+    })
+    assert profile.band == RiskBand.MEDIUM
+    assert profile.last_updated is None and profile.percentile is None and profile.risk_category is None
+    assert [c.key for c in profile.category_scores] == [3, 4]
+    for bad in ({"riskScore": 5}, {"playerId": "p", "riskScore": "5"}, {"playerId": "p", "riskScore": 500},
+                {"playerId": "p", "riskScore": 5, "categoryScores": [{"key": "3", "score": 1}]}, ["p"]):
+        with pytest.raises(BadResponse):
+            parse_profile(bad)
+
+
+def test_cached_until_the_next_recompute_and_fresh_bypasses(configure, sandbox):
+    first = get_player_risk_profile("player_2")
+    again = get_player_risk_profile("player_2")
+    assert again == first and again.source == "cache"
+    assert len(api_requests(sandbox, "profile")) == 1
+    assert get_player_risk_profile("player_2", fresh=True).source == "api"
+    assert len(api_requests(sandbox, "profile")) == 2
+
+
+def test_recompute_boundary_expires_the_cache(configure, sandbox):
+    boundary = datetime.now(UTC) + timedelta(seconds=1.5)
+    configure(RECOMPUTE_AT_UTC=boundary.time().isoformat())
+    get_player_risk_profile("player_3")
+    assert get_player_risk_profile("player_3").source == "cache"
+    time.sleep(max(0.0, (boundary - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert get_player_risk_profile("player_3").source == "api"
+    assert len(api_requests(sandbox, "profile")) == 2
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (datetime(2026, 11, 28, 3, 59, tzinfo=UTC), datetime(2026, 11, 28, 4, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 28, 4, 0, tzinfo=UTC), datetime(2026, 11, 29, 4, 0, tzinfo=UTC)),
+        (datetime(2026, 12, 31, 23, 0, tzinfo=UTC), datetime(2027, 1, 1, 4, 0, tzinfo=UTC)),
+    ],
+)
+def test_next_recompute(settings, now, expected):
+    settings.BETTORSENSE = {**settings.BETTORSENSE, "RECOMPUTE_AT_UTC": "04:00"}
+    assert next_recompute(get_config(), now) == expected
+
+
+@pytest.mark.parametrize(
+    ("account", "error"),
+    [("player_97", ProfileNotCreated), ("player_89", ProfileInactive), ("nobody", PlayerNotFound),
+     ("not_created_x", ProfileNotCreated), ("inactive_y", ProfileInactive)],
+)
+def test_the_three_not_found_cases_are_cached_briefly(configure, sandbox, account, error):
+    with pytest.raises(error) as caught:
+        get_player_risk_profile(account)
+    assert caught.value.status_code == 404
+    with pytest.raises(error):
+        get_player_risk_profile(account)
+    assert len(api_requests(sandbox, "profile")) == 1
+
+
+def test_permission_error_names_package_and_ids(configure, sandbox):
+    with pytest.raises(AccessDenied) as caught:
+        get_player_risk_profile("player_1", bookmaker_id=999, sub_bookmaker_id=1)
+    assert "package" in caught.value.hint and "BOOKMAKER_ID" in caught.value.hint
+
+
+def test_missing_bookmaker_ids_is_a_configuration_error(configure):
+    configure(BOOKMAKER_ID=None)
+    with pytest.raises(BettorSenseConfigurationError):
+        get_player_risk_profile("player_1")
+
+
+# --- validation and path encoding ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"bookmaker_id": -1}, {"bookmaker_id": 2**31}, {"bookmaker_id": True}, {"bookmaker_id": "123"},
+     {"sub_bookmaker_id": 2**31}, {"sub_bookmaker_id": 1.5}],
+)
+def test_bad_bookmaker_ids_are_refused_before_any_request(configure, sandbox, kwargs):
+    with pytest.raises(InvalidInput):
+        get_player_risk_profile("player_1", **kwargs)
+    assert api_requests(sandbox) == [] and token_requests(sandbox) == 0
+
+
+@pytest.mark.parametrize("account", ["", "x" * 65, "a\x00b", "tab\tin", "line\nbreak", "\x7f", "\ud800", 42, None])
+def test_bad_account_ids_are_refused_before_any_request(configure, sandbox, account):
+    with pytest.raises(InvalidInput):
+        get_player_risk_profile(account)
+    assert api_requests(sandbox) == []
+
+
+def test_int32_edges_are_accepted(configure, sandbox):
+    with pytest.raises(AccessDenied):
+        get_player_risk_profile("player_1", bookmaker_id=0, sub_bookmaker_id=2**31 - 1)
+    assert api_requests(sandbox, "profile")[0].bookmaker_id == "0"
+
+
+@pytest.mark.parametrize(
+    "account", ["a/b", "a?b=c", "a#frag", "100%", "%2F", "..", ".", "../../RiskProfiles", "x" * 64, "café €", " s p "]
+)
+def test_every_path_segment_is_encoded(configure, sandbox, account):
+    with pytest.raises(PlayerNotFound):
+        get_player_risk_profile(account)
+    [received] = api_requests(sandbox)
+    assert received.route == "profile"
+    assert received.account_id == account
+    assert received.bookmaker_id == "123" and received.sub_bookmaker_id == "456"
+
+
+# --- retries, 401, faults -------------------------------------------------------------------
+
+
+def test_retries_503_then_succeeds(configure, sandbox):
+    configure(RETRY_BACKOFF=0.01)
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=503, times=2))
+    assert get_player_risk_profile("player_4").player_id == "player_4"
+    assert [r.status for r in api_requests(sandbox)] == [503, 503, 200]
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_retries_gateway_errors(configure, sandbox, status):
+    configure(RETRY_BACKOFF=0.01)
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=status, times=1))
+    assert get_player_risk_profile("player_4").player_id == "player_4"
+    assert [r.status for r in api_requests(sandbox)] == [status, 200]
+
+
+def test_honours_retry_after(configure, sandbox):
+    configure(RETRY_BACKOFF=0.01)
+    sandbox.state.add_fault(Fault(target="profile", kind="retry_after", status=429, retry_after=1, times=1))
+    started = time.monotonic()
+    get_player_risk_profile("player_5")
+    assert time.monotonic() - started >= 1.0  # the client waited at least what the server asked
+    assert [r.status for r in api_requests(sandbox)] == [429, 200]
+
+
+def test_gives_up_after_max_retries(configure, sandbox):
+    configure(RETRY_BACKOFF=0.01, MAX_RETRIES=2)
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
+    with pytest.raises(ServiceUnavailable) as caught:
+        get_player_risk_profile("player_6")
+    assert caught.value.status_code == 503
+    assert len(api_requests(sandbox)) == 3
+
+
+def test_rate_limit_beyond_the_budget_is_raised_at_once(configure, sandbox):
+    configure(RETRY_BUDGET=2)
+    sandbox.state.add_fault(Fault(target="profile", kind="retry_after", status=429, retry_after=30))
+    with pytest.raises(RateLimited) as caught:
+        get_player_risk_profile("player_6")
+    assert caught.value.retry_after == 30
+    assert len(api_requests(sandbox)) == 1
+
+
+def test_500_is_not_retried(configure, sandbox):
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=500))
+    with pytest.raises(ServiceUnavailable):
+        get_player_risk_profile("player_6")
+    assert len(api_requests(sandbox)) == 1
+
+
+def test_timeouts_are_retried_then_reported(configure, sandbox):
+    configure(READ_TIMEOUT=0.3, MAX_RETRIES=1, RETRY_BACKOFF=0.01)
+    sandbox.state.add_fault(Fault(target="profile", kind="slow", delay=1.0))
+    with pytest.raises(ServiceUnavailable, match="timed out"):
+        get_player_risk_profile("player_7")
+    deadline = time.monotonic() + 5  # the sandbox records a slow request once it has answered
+    while len(api_requests(sandbox)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(api_requests(sandbox)) == 2
+
+
+def test_unreachable_api(configure, sandbox):
+    configure(API_URL="http://127.0.0.1:9/ci/api/rg", MAX_RETRIES=1, RETRY_BACKOFF=0.01)
+    with pytest.raises(ServiceUnavailable):
+        get_player_risk_profile("player_7")
+
+
+@pytest.mark.parametrize("kind", ["non_json", "bad_type", "missing_field"])
+def test_malformed_bodies(configure, sandbox, kind):
+    sandbox.state.add_fault(Fault(target="profile", kind=kind))
+    with pytest.raises(BadResponse):
+        get_player_risk_profile("player_8")
+
+
+def test_revoked_token_costs_one_renewal_and_one_retry(configure, sandbox):
+    get_player_risk_profile("player_9")
+    assert token_requests(sandbox) == 1
+    sandbox.state.revoke_tokens()
+    assert get_player_risk_profile("player_10").player_id == "player_10"
+    assert token_requests(sandbox) == 2
+    assert [r.status for r in api_requests(sandbox)] == [200, 401, 200]
+
+
+def test_second_401_is_an_authentication_error(configure, sandbox):
+    # A production-audience token is refused by the integration prefix, every time.
+    configure(AUDIENCE="mts-insight-tech")
+    with pytest.raises(AuthenticationFailed):
+        get_player_risk_profile("player_9")
+    assert [r.status for r in api_requests(sandbox)] == [401, 401]
+    assert token_requests(sandbox) == 2
+
+
+# --- circuit breaker and the stale fallback --------------------------------------------------
+
+
+def test_breaker_opens_fails_fast_and_closes(configure, sandbox):
+    configure(BREAKER_THRESHOLD=2, BREAKER_COOLDOWN=1, MAX_RETRIES=0)
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
+    for _ in range(2):
+        with pytest.raises(ServiceUnavailable):
+            get_player_risk_profile("player_11", fresh=True)
+    breaker = get_breaker(get_config())
+    assert breaker.state() == BreakerState.OPEN
+    with pytest.raises(ServiceUnavailable, match="circuit breaker is open"):
+        get_player_risk_profile("player_11", fresh=True)
+    assert len(api_requests(sandbox)) == 2  # failed fast: no request
+    sandbox.state.clear_faults()
+    time.sleep(1.1)
+    assert breaker.state() == BreakerState.HALF_OPEN
+    assert get_player_risk_profile("player_11", fresh=True).source == "api"
+    assert breaker.state() == BreakerState.CLOSED
+
+
+def test_failed_probe_reopens(configure, sandbox):
+    configure(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=0.5, MAX_RETRIES=0)
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
+    with pytest.raises(ServiceUnavailable):
+        get_player_risk_profile("player_12")
+    time.sleep(0.6)
+    with pytest.raises(ServiceUnavailable):
+        get_player_risk_profile("player_12")  # the probe
+    assert get_breaker(get_config()).state() == BreakerState.OPEN
+    assert len(api_requests(sandbox)) == 2
+
+
+def test_stale_profile_is_served_during_an_outage(configure, sandbox):
+    configure(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=30, MAX_RETRIES=0)
+    original = get_player_risk_profile("player_13")
+    sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
+    stale = get_player_risk_profile("player_13", fresh=True)
+    assert stale.source == "stale" and stale.stale
+    assert stale.risk_score == original.risk_score
+    with pytest.raises(ServiceUnavailable):
+        get_player_risk_profile("player_14")  # nothing held for this one
+
+
+# --- batch --------------------------------------------------------------------------------
+
+
+def test_batch_walks_every_page(configure, sandbox):
+    sandbox.state.set_config(page_size=1000)
+    profiles = list(iter_risk_profiles())
+    ids = [p.player_id for p in profiles]
+    assert len(ids) == len(set(ids)) > 4000
+    pages = [int(r.query["page"]) for r in api_requests(sandbox, "batch")]
+    assert pages == [1, 2, 3, 4, 5]
+
+
+def test_batch_with_the_date_filter(configure, sandbox):
+    sandbox.state.set_config(page_size=100)
+    configure(BATCH_PAGE_SIZE=100)
+    day = sandbox.state.advance_day()
+    changed = list(iter_risk_profiles(changed_since=day))
+    assert changed and all(p.last_updated.date() >= day for p in changed)
+    batch = api_requests(sandbox, "batch")
+    assert len(batch) >= 5
+    assert all(r.query["changedSince"] == f"{day.isoformat()}T00:00:00Z" for r in batch)
+    assert len(changed) < 1000  # only the re-scored tenth of 5000
+
+
+@pytest.mark.parametrize("envelope", ["bare", "results"])
+def test_batch_envelopes(configure, sandbox, envelope):
+    sandbox.state.set_config(page_size=500, batch_envelope=envelope)
+    configure(BATCH_PAGE_SIZE=500)
+    assert len(list(iter_risk_profiles())) > 4000
+
+
+def test_batch_date_parameter_is_configurable(configure, sandbox):
+    sandbox.state.set_config(batch_date_param="fromDate")
+    configure(BATCH_DATE_PARAM="fromDate", BATCH_DATE_FORMAT="date")
+    day = sandbox.state.advance_day()
+    assert list(iter_risk_profiles(changed_since=datetime.combine(day, datetime.min.time())))
+    assert api_requests(sandbox, "batch")[0].query["fromDate"] == day.isoformat()
+
+
+def test_batch_streams_page_by_page(configure, sandbox):
+    sandbox.state.set_config(page_size=1000)
+    stream = iter_risk_profiles()
+    next(stream)
+    assert len(api_requests(sandbox, "batch")) == 1
+
+
+def test_batch_fault_on_one_page_is_raised(configure, sandbox):
+    configure(MAX_RETRIES=0)
+    sandbox.state.set_config(page_size=1000)
+    sandbox.state.add_fault(Fault(target="batch", kind="status", status=503, page=3))
+    seen = 0
+    with pytest.raises(ServiceUnavailable):
+        for _ in iter_risk_profiles():
+            seen += 1
+    assert 1000 < seen <= 2000
+
+
+def test_bad_changed_since(configure, sandbox):
+    with pytest.raises(InvalidInput):
+        list(iter_risk_profiles(changed_since="2026-11-01"))  # type: ignore[arg-type]
+    assert api_requests(sandbox) == []
