@@ -15,12 +15,13 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
-from . import tokens
+from . import state, tokens
 from .breaker import get_breaker
 from .conf import Config
 from .exceptions import (
@@ -56,13 +57,27 @@ def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | N
     url = build_url(config, segments, params)
     breaker = get_breaker(config)
     breaker.before_call()
+    started = time.monotonic()
     try:
         body = _get_with_retries(config, url)
-    except ServiceUnavailable:
-        breaker.record_failure()
+    except BettorSenseError as err:
+        if isinstance(err, ServiceUnavailable):
+            breaker.record_failure()
+        state.record_api_call(config, err, time.monotonic() - started)
         raise
     breaker.record_success()
+    state.record_api_call(config, None, time.monotonic() - started)
     return body
+
+
+@lru_cache(maxsize=16)
+def _environment_settings(api_url: str) -> dict[str, Any]:
+    """Proxies and CA bundle from the environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...).
+
+    ``Session.request`` re-reads them on every call, which costs more than a loopback round trip;
+    they are read once per process and API URL instead.
+    """
+    return get_session().merge_environment_settings(api_url, {}, None, None, None)
 
 
 def _send(config: Config, url: str, token: tokens.AccessToken) -> requests.Response:
@@ -72,7 +87,9 @@ def _send(config: Config, url: str, token: tokens.AccessToken) -> requests.Respo
     )
     # Set after preparing: requests would otherwise un-escape %2E and let ".." collapse the path.
     prepared.url = url
-    return session.send(prepared, timeout=config.timeout, allow_redirects=False)
+    return session.send(
+        prepared, timeout=config.timeout, allow_redirects=False, **_environment_settings(config.api_url)
+    )
 
 
 def _get_with_retries(config: Config, url: str) -> Any:
@@ -93,7 +110,8 @@ def _get_with_retries(config: Config, url: str) -> Any:
                 time.sleep(delay)
                 attempt += 1
                 continue
-            raise ServiceUnavailable(f"The Bettor Sense API call {kind}.") from err
+            # "from None": the chained frames hold the Authorization header (see tokens._fetch).
+            raise ServiceUnavailable(f"The Bettor Sense API call {kind}.") from None
         status = response.status_code
         logger.debug("API GET status %s in %.0f ms", status, (time.monotonic() - started) * 1000)
         if status == 200:

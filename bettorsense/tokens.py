@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import requests
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from . import state
 from .access_token import AccessToken, Tombstone
@@ -338,6 +340,7 @@ class TokenManager:
             self._cache_warned_at = now
             logger.warning("Token cache %r unavailable (%s); using a process-local token", self.config.cache_alias, err)
 
+    @method_decorator(sensitive_variables())
     def _fetch(self, origin: str) -> AccessToken:
         """One token request, exactly as the vendor documents it (reference §3.2)."""
         config = self.config
@@ -354,12 +357,14 @@ class TokenManager:
                 },
                 timeout=config.timeout,
             )
+        # "from None": the chained exception's frames hold the form body with the client secret, and
+        # Django's technical 500 page shows every frame's locals.
         except requests.Timeout as err:
-            raise TokenTimeout(f"Token request to {config.token_url} timed out.") from err
+            raise TokenTimeout(f"Token request to {config.token_url} timed out ({type(err).__name__}).") from None
         except requests.RequestException as err:
             raise TokenEndpointUnreachable(
                 f"Token request to {config.token_url} failed: {type(err).__name__}."
-            ) from err
+            ) from None
         token = parse_token_response(response, sent_at=sent_at, secrets=(config.client_secret,))
         logger.info(
             "Token renewed by %s in pid %s: %s, expires in %.0f s",
@@ -368,6 +373,7 @@ class TokenManager:
         return token
 
 
+@sensitive_variables("secrets", "body", "response")
 def parse_token_response(
     response: requests.Response, *, sent_at: float, secrets: tuple[str, ...] = ()
 ) -> AccessToken:
@@ -410,6 +416,7 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
+@sensitive_variables("body", "value")
 def _token_from_body(body: Any, *, sent_at: float) -> AccessToken:
     if not isinstance(body, dict):
         raise MalformedTokenResponse("The token endpoint answered 200 without a JSON object.", status_code=200)

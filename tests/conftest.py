@@ -21,6 +21,12 @@ CLIENT_SECRET = "demo-client-secret"
 SERVICES_REQUIRED = os.environ.get("BETTORSENSE_REQUIRE_SERVICES") == "1"
 
 
+SANDBOX_DEFAULTS: dict[str, Any] = {
+    "token_lifetime": 600, "enforce_reuse": False, "reuse_threshold": None, "players": 5000,
+    "page_size": 1000, "batch_envelope": "items", "batch_date_param": "changedSince",
+}
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     server = SandboxServer(SandboxState(), host="127.0.0.1", port=0).start()
@@ -28,11 +34,18 @@ def sandbox_server() -> Iterator[SandboxServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    """A sandbox of the module's own, for the sandbox's tests (they swap its state freely)."""
+    with SandboxServer(SandboxState()) as srv:
+        yield srv
+
+
 @pytest.fixture
 def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
     """The session's sandbox, reset: no tokens, no faults, no counts, default lifetime."""
     sandbox_server.state.reset()
-    sandbox_server.state.set_config(token_lifetime=600, enforce_reuse=False)
+    sandbox_server.state.set_config(**SANDBOX_DEFAULTS)
     yield sandbox_server
     sandbox_server.state.reset()
 

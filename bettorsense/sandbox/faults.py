@@ -1,0 +1,135 @@
+"""Injected failures: what a :class:`Fault` is, and how it bends a response body.
+
+Targets: ``token`` (``POST /oauth/token``), ``profile`` (single-player route), ``batch``
+(all-players route), ``api`` (both API routes). Kinds:
+
+* before the request is handled: ``status`` (answer ``status``), ``retry_after`` (429 with
+  ``Retry-After: retry_after``), ``slow`` (wait ``delay`` s, then answer normally), ``hang`` (never
+  answer; the connection stays open until the server stops);
+* on a response that would have been a 200: ``non_json`` (200 with an HTML page),
+  ``missing_field`` (drop ``field``), ``bad_type`` (set ``field`` to ``value``, or to a value of the
+  wrong type). Defaults for ``field``: ``access_token`` / ``expires_in`` for the token endpoint,
+  ``playerId`` / ``riskScore`` for profiles (every item of a batch page, or an envelope key such
+  as ``items`` or ``totalPages`` when named).
+
+``times`` counts down each time the fault fires and the fault is removed at 0 (None = forever);
+``page`` restricts a fault to that page of the batch route.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+TARGETS: Final = frozenset({"token", "api", "profile", "batch"})
+BEFORE_KINDS: Final = frozenset({"status", "retry_after", "slow", "hang"})
+BODY_KINDS: Final = frozenset({"non_json", "missing_field", "bad_type"})
+KINDS: Final = BEFORE_KINDS | BODY_KINDS
+ENVELOPE_KEYS: Final = frozenset({"items", "results", "page", "pageSize", "totalPages", "totalCount"})
+
+HTML_PAGE: Final = (
+    b"<!DOCTYPE html>\n<html><head><title>Service maintenance</title></head>\n"
+    b"<body><h1>We'll be back soon</h1><p>The service is undergoing maintenance.</p></body></html>\n"
+)
+
+_DEFAULT_FIELDS: Final = {
+    ("token", "missing_field"): "access_token",
+    ("token", "bad_type"): "expires_in",
+    ("api", "missing_field"): "playerId",
+    ("api", "bad_type"): "riskScore",
+}
+_TOKEN_BAD_VALUES: Final[dict[str, Any]] = {"expires_in": "abc", "token_type": 5, "access_token": 12345}
+
+
+@dataclasses.dataclass
+class Fault:
+    """One injected failure; see the module docstring. Mutable: ``times`` and ``fired`` count down/up."""
+
+    target: str = "api"
+    kind: str = "status"
+    status: int = 503
+    retry_after: int = 1
+    delay: float = 0.5
+    times: int | None = None
+    page: int | None = None
+    field: str | None = None
+    value: Any = None
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"Unknown fault target {self.target!r}; expected one of {sorted(TARGETS)}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown fault kind {self.kind!r}; expected one of {sorted(KINDS)}.")
+        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise ValueError("Fault status must be an HTTP status code.")
+        if not isinstance(self.retry_after, int) or self.retry_after < 0:
+            raise ValueError("Fault retry_after must be a whole number of seconds >= 0.")
+        if not isinstance(self.delay, int | float) or self.delay < 0:
+            raise ValueError("Fault delay must be a number of seconds >= 0.")
+        if self.times is not None and (not isinstance(self.times, int) or self.times < 1):
+            raise ValueError("Fault times must be None or an integer >= 1.")
+        if self.page is not None and (not isinstance(self.page, int) or self.page < 1):
+            raise ValueError("Fault page must be None or an integer >= 1.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        names = {f.name for f in dataclasses.fields(cls)} - {"fired"}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"Unknown fault field(s): {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def matches(self, targets: tuple[str, ...], page: int | None) -> bool:
+        return self.target in targets and (self.page is None or self.page == page)
+
+    def field_name(self, endpoint: str) -> str:
+        return self.field or _DEFAULT_FIELDS[(endpoint, self.kind)]
+
+
+def _bad_value(current: Any) -> Any:
+    if isinstance(current, str):
+        return 12345
+    if isinstance(current, bool | int | float):
+        return str(current)
+    return "oops"
+
+
+def _bend(obj: dict[str, Any], fault: Fault, name: str) -> None:
+    if fault.kind == "missing_field":
+        obj.pop(name, None)
+    elif fault.value is not None:
+        obj[name] = fault.value
+    else:
+        obj[name] = _bad_value(obj.get(name))
+
+
+def bend_token_body(body: dict[str, Any], fault: Fault) -> dict[str, Any]:
+    """Apply a ``missing_field``/``bad_type`` fault to a successful token response."""
+    name = fault.field_name("token")
+    bent = dict(body)
+    if fault.kind == "bad_type" and fault.value is None and name in _TOKEN_BAD_VALUES:
+        bent[name] = _TOKEN_BAD_VALUES[name]
+    else:
+        _bend(bent, fault, name)
+    return bent
+
+
+def bend_api_body(payload: Any, fault: Fault) -> Any:
+    """Apply a ``missing_field``/``bad_type`` fault to a profile, or to a batch page (any envelope)."""
+    name = fault.field_name("api")
+    if isinstance(payload, dict) and name in ENVELOPE_KEYS and name in payload:
+        _bend(payload, fault, name)
+        return payload
+    if isinstance(payload, list):
+        items = payload
+    elif isinstance(payload, dict) and ("items" in payload or "results" in payload):
+        items = payload.get("items", payload.get("results"))
+    else:
+        items = [payload]
+    for item in items:
+        _bend(item, fault, name)
+    return payload
