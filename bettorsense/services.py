@@ -102,16 +102,18 @@ def get_player_risk_profile(
 ) -> PlayerRiskProfile:
     """The risk profile of one player: from the cache until the next daily recompute, else the API.
 
-    ``fresh=True`` skips the cache read (the answer is still cached). Raises a
-    :class:`~bettorsense.exceptions.BettorSenseError` subclass on every failure; when the API is
-    unavailable and a copy is held, that copy is returned with ``source="stale"`` instead.
+    ``fresh=True`` asks the API and leaves the cache alone: no read, no write (the daily batch or
+    the next ordinary call refreshes it). Raises a :class:`~bettorsense.exceptions.BettorSenseError`
+    subclass on every failure; when the API is unavailable and a copy is held, that copy is returned
+    with ``source="stale"`` instead, fresh or not.
     """
     config = get_config()
     account = valid_account_id(account_id)
     bookmaker, sub_bookmaker = _bookmakers(config, bookmaker_id, sub_bookmaker_id)
     key = _profile_key(config, bookmaker, sub_bookmaker, account)
-    cached = _cache_get(config, key) if config.profile_cache else None
-    if isinstance(cached, dict) and not fresh:
+    use_cache = config.profile_cache and not fresh
+    cached = _cache_get(config, key) if use_cache else None
+    if isinstance(cached, dict):
         if "missing" in cached and cached.get("until", 0) > time.time():
             error = _NOT_FOUND_ERRORS.get(str(cached["missing"]), PlayerNotFound)
             raise error(f"{error.__name__} (cached answer).", status_code=404)
@@ -125,18 +127,20 @@ def get_player_risk_profile(
         body = client.get_json(config, segments)
         profile = parse_profile(body)
     except ProfileUnavailable as err:
-        if config.profile_cache:
+        if use_cache:
             marker = {"missing": type(err).__name__, "until": time.time() + config.not_found_ttl}
             _cache_set(config, key, marker, config.not_found_ttl)
         raise
     except (ServiceUnavailable, RateLimited) as err:
+        if fresh and config.profile_cache:
+            cached = _cache_get(config, key)
         if isinstance(cached, dict) and "profile" in cached:
             logger.warning("Serving a stale profile: %s", type(err).__name__)
             return _cached_profile(cached, "stale")
         raise
     if profile.player_id != account:
         raise BadResponse("The API answered with the profile of another player.")
-    if config.profile_cache:
+    if use_cache:
         now = datetime.now(UTC)
         fresh_until = next_recompute(config, now).timestamp()
         # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.

@@ -95,6 +95,13 @@ def test_cached_until_the_next_recompute_and_fresh_bypasses(configure, sandbox):
     assert len(api_requests(sandbox, "profile")) == 2
 
 
+def test_fresh_leaves_the_cache_alone(configure, sandbox):
+    assert get_player_risk_profile("player_15", fresh=True).source == "api"
+    assert get_player_risk_profile("player_15").source == "api"  # fresh did not write
+    assert get_player_risk_profile("player_15").source == "cache"
+    assert len(api_requests(sandbox, "profile")) == 2
+
+
 def test_recompute_boundary_expires_the_cache(configure, sandbox):
     boundary = datetime.now(UTC) + timedelta(seconds=1.5)
     configure(RECOMPUTE_AT_UTC=boundary.time().isoformat())
