@@ -186,14 +186,15 @@ class TokenManager:
     def _usable(self, token: AccessToken, now: float) -> bool:
         return now < TokenTiming.of(token, self.config).usable_until
 
-    def _remember(self, token: AccessToken, now: float) -> None:
+    def _remember(self, token: AccessToken, now: float, *, quiet_until: float = 0.0) -> None:
+        """Memoise a token; ``quiet_until`` is when a fleet backoff ends (no point looking before)."""
         timing = TokenTiming.of(token, self.config)
         if now < timing.renew_at:
             next_check = min(now + self.config.local_recheck, timing.renew_at)
         elif now < timing.lazy_renew_at:
             next_check = min(now + min(self.config.local_recheck, _WINDOW_RECHECK), timing.lazy_renew_at)
         else:  # another process is renewing, or the fleet backs off: look again shortly
-            next_check = min(now + _WAIT_POLL, timing.usable_until)
+            next_check = min(max(now + _WAIT_POLL, quiet_until), timing.usable_until)
         self._memo = _Memo(token, timing, next_check)
 
     def _slow_path(self) -> AccessToken:
@@ -219,10 +220,13 @@ class TokenManager:
         memo = self._memo
         local = memo.token if memo is not None and now < memo.timing.usable_until else None
         try:
-            shared = self.store.read_token()
+            return self._sync_shared(local, now)
         except CacheUnavailable as err:
             self._warn_cache(err)
             return self._without_cache(local, now)
+
+    def _sync_shared(self, local: AccessToken | None, now: float) -> AccessToken:
+        shared = self.store.read_token()
         if isinstance(shared, Tombstone):
             if local is not None and local.fingerprint == shared.fingerprint:
                 local = None
@@ -234,10 +238,11 @@ class TokenManager:
         if local is not None and now < TokenTiming.of(local, self.config).lazy_renew_at:
             self._remember(local, now)
             return local
-        token, _ = self._renew_shared(local, origin="request", wait=True)
+        token, outcome = self._renew_shared(local, origin="request", wait=True)
         if token is None:  # pragma: no cover - wait=True returns a token or raises
             raise TokenWaitTimeout("No token after waiting for the renewal.")
-        self._remember(token, time.time())
+        if outcome not in (RefreshOutcome.BACKOFF, RefreshOutcome.FAILED):
+            self._remember(token, time.time())
         return token
 
     def _renew_shared(
@@ -249,6 +254,7 @@ class TokenManager:
             backoff = self.store.read_backoff()
             if backoff is not None and not force:
                 if usable is not None:
+                    self._remember(usable, time.time(), quiet_until=backoff.until)
                     return usable, RefreshOutcome.BACKOFF
                 raise TokenBackoff(
                     f"No valid token: the last token request failed ({backoff.error}); "
@@ -296,9 +302,13 @@ class TokenManager:
                     "Token renewal failed (%s); still serving token %s, %.0f s left; next try in %.1f s",
                     type(err).__name__, usable.fingerprint, usable.seconds_left(), delay,
                 )
+                self._remember(usable, time.time(), quiet_until=time.time() + delay)
                 return usable, RefreshOutcome.FAILED
             raise
-        self.store.write_token(token)
+        try:
+            self.store.write_token(token)
+        except CacheUnavailable as err:
+            self._warn_cache(err)  # the token is good: keep it in this process at least
         self.store.clear_backoff()
         state.record_token_renewal(self.config, token, origin=origin, duration=time.time() - started)
         return token, RefreshOutcome.RENEWED
