@@ -54,7 +54,8 @@ _ITEM_KEYS = (
 _TOTAL_PAGE_KEYS = ("totalPages", "pageCount", "total_pages", "pages")
 
 
-def _bookmakers(config: Config, bookmaker_id: int | None, sub_bookmaker_id: int | None) -> tuple[int, int]:
+def bookmaker_ids(config: Config, bookmaker_id: int | None, sub_bookmaker_id: int | None) -> tuple[int, int]:
+    """The given ids, or the configured ones, validated as int32."""
     bookmaker = config.bookmaker_id if bookmaker_id is None else bookmaker_id
     sub_bookmaker = config.sub_bookmaker_id if sub_bookmaker_id is None else sub_bookmaker_id
     if bookmaker is None or sub_bookmaker is None:
@@ -109,7 +110,7 @@ def get_player_risk_profile(
     """
     config = get_config()
     account = valid_account_id(account_id)
-    bookmaker, sub_bookmaker = _bookmakers(config, bookmaker_id, sub_bookmaker_id)
+    bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
     key = _profile_key(config, bookmaker, sub_bookmaker, account)
     use_cache = config.profile_cache and not fresh
     cached = _cache_get(config, key) if use_cache else None
@@ -179,22 +180,25 @@ def _page_items(body: Any) -> tuple[list[Any], int | None]:
     raise BadResponse("A batch page is neither a JSON array nor an object holding one.")
 
 
-def iter_risk_profiles(
+def iter_risk_profile_pages(
     *,
     changed_since: date | datetime | None = None,
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
-) -> Iterator[PlayerRiskProfile]:
-    """Every profile of the batch endpoint, page by page from page 1, never holding more than one page.
+    start_page: int = 1,
+) -> Iterator[tuple[int, list[PlayerRiskProfile]]]:
+    """The batch endpoint page by page, as ``(page number, profiles)``, from ``start_page``.
 
     Stops on an empty page, on a page shorter than ``BATCH_PAGE_SIZE``, or at the total page count
-    when the envelope gives one.
+    when the envelope gives one. Only one page is held at a time.
     """
     config = get_config()
-    bookmaker, sub_bookmaker = _bookmakers(config, bookmaker_id, sub_bookmaker_id)
+    bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
+    if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
+        raise InvalidInput("start_page must be an integer of at least 1.")
     segments = ("v1", "Operator", "RiskProfiles", "bookmakers", str(bookmaker), "sub-bookmakers", str(sub_bookmaker))
     since = _date_param(config, changed_since)
-    page = 1
+    page = start_page
     previous_ids: tuple[str, str] | None = None
     while True:
         body = client.get_json(config, segments, {"page": page, config.batch_date_param: since})
@@ -206,10 +210,25 @@ def iter_risk_profiles(
         if ids == previous_ids:
             raise BadResponse(f"Batch page {page} repeats page {page - 1}; the API may ignore the page parameter.")
         previous_ids = ids
-        yield from profiles
+        yield page, profiles
         if len(items) < config.batch_page_size or (total_pages is not None and page >= total_pages):
             return
         page += 1
 
 
-__all__ = ["BettorSenseError", "PlayerRiskProfile", "get_player_risk_profile", "iter_risk_profiles"]
+def iter_risk_profiles(
+    *,
+    changed_since: date | datetime | None = None,
+    bookmaker_id: int | None = None,
+    sub_bookmaker_id: int | None = None,
+) -> Iterator[PlayerRiskProfile]:
+    """Every profile of the batch endpoint, from page 1, streamed: never more than one page in memory."""
+    for _, profiles in iter_risk_profile_pages(
+        changed_since=changed_since, bookmaker_id=bookmaker_id, sub_bookmaker_id=sub_bookmaker_id
+    ):
+        yield from profiles
+
+
+__all__ = [
+    "BettorSenseError", "PlayerRiskProfile", "get_player_risk_profile", "iter_risk_profile_pages", "iter_risk_profiles",
+]
