@@ -10,3 +10,6 @@ class BettorSenseConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, conf  # noqa: F401  (registers checks and the setting_changed receiver)
+        from .health_check_backend import register
+
+        register()  # with django-health-check 3, when it is installed; a no-op otherwise

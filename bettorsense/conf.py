@@ -96,6 +96,10 @@ DEFAULTS: Final[dict[str, Any]] = {
     "BATCH_DATE_PARAM": "changedSince",
     "BATCH_DATE_FORMAT": "datetime",  # or "date"
     "BATCH_PAGE_SIZE": 1000,
+    # Bearer key that lets a monitor read the full health JSON; empty: staff sessions only.
+    "HEALTH_TOKEN": "",
+    # The account whose profile the health page's "Check now" asks for; a 404 also proves the API answered.
+    "PROBE_ACCOUNT_ID": "player_1",
 }
 
 
@@ -135,6 +139,8 @@ class Config:
     batch_date_param: str
     batch_date_format: str
     batch_page_size: int
+    health_token: str = field(repr=False)
+    probe_account_id: str
 
     @property
     def credentials_identity(self) -> str:
@@ -243,6 +249,8 @@ def get_config() -> Config:
         batch_date_param=_choice("BATCH_DATE_PARAM", values["BATCH_DATE_PARAM"], None),
         batch_date_format=_choice("BATCH_DATE_FORMAT", values["BATCH_DATE_FORMAT"], {"date", "datetime"}),
         batch_page_size=int(_number("BATCH_PAGE_SIZE", values["BATCH_PAGE_SIZE"], minimum=1)),
+        health_token=str(values["HEALTH_TOKEN"] or ""),
+        probe_account_id=_choice("PROBE_ACCOUNT_ID", values["PROBE_ACCOUNT_ID"], None),
     )
 
 

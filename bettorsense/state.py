@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .conf import Config
+from .exceptions import InvalidInput, ProfileUnavailable
 from .store import CacheUnavailable, cache_key, guard_cache
 
 if TYPE_CHECKING:
@@ -46,6 +47,17 @@ class TokenState:
     requests_last_day: int
     renewals_last_hour: int
     renewals_last_day: int
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """The last call to the Bettor Sense API that some process of the fleet recorded."""
+
+    at: float
+    outcome: str  # "ok" or the error class name
+    status: int | None
+    latency: float  # seconds, retries and the wait for a token included
+    answered: bool  # the API answered as documented: a 200, or a 404 or 400 about the request itself
 
 
 def _cache_set(config: Config, name: str, value: Any, ttl: int) -> None:
@@ -139,3 +151,50 @@ def read_token_state(config: Config) -> TokenState:
         renewals_last_hour=total(minute_keys["renewals"]),
         renewals_last_day=total(hour_keys["renewals"]),
     )
+
+
+# --- the last API call: on the hot path, so written at most once a second per process -----------
+
+_API_WRITE_EVERY = 1.0
+_clock = time.monotonic  # tests replace it
+#: Per config (by id): the config itself, when this process may write again, what it last wrote.
+_api_written: dict[int, tuple[Config, float, bool]] = {}
+
+
+def record_api_call(config: Config, error: BettorSenseError | None, latency: float) -> None:
+    """Remember the outcome and latency of an API call for the fleet.
+
+    Cheap by design: a clock read and a dict look-up, and a cache write at most once a second per
+    process, or at once when the call's outcome flips between answered and failing.
+    """
+    answered = error is None or isinstance(error, ProfileUnavailable | InvalidInput)
+    now = _clock()
+    last = _api_written.get(id(config))
+    if last is not None and last[0] is config and now < last[1] and last[2] is answered:
+        return
+    _api_written[id(config)] = (config, now + _API_WRITE_EVERY, answered)
+    record = {
+        "at": time.time(),
+        "outcome": "ok" if error is None else type(error).__name__,
+        "status": 200 if error is None else error.status_code,
+        "latency": latency,
+        "answered": answered,
+    }
+    _cache_set(config, "state:last_api_call", record, _HOUR_TTL)
+
+
+def read_api_call(config: Config) -> ApiCall | None:
+    """The last API call the fleet recorded; raises CacheUnavailable if the cache cannot be read."""
+    from django.core.cache import caches
+
+    with guard_cache():
+        data = caches[config.cache_alias].get(cache_key(config, "state:last_api_call"))
+    if not isinstance(data, dict):
+        return None
+    try:
+        return ApiCall(**data)
+    except TypeError:
+        return None
+
+
+os.register_at_fork(after_in_child=_api_written.clear)

@@ -121,6 +121,9 @@ BETTORSENSE = {
     "API_URL": env("BETTORSENSE_API_URL", default=None),
     "REFRESH_MARGIN": env.float("BETTORSENSE_REFRESH_MARGIN", default=30.0),
     "REFRESH_EVERY": BETTORSENSE_REFRESH_EVERY,
+    # Monitors send it as "Authorization: Bearer ..." to read the full health JSON; empty: staff only.
+    "HEALTH_TOKEN": env("BETTORSENSE_HEALTH_TOKEN", default=""),
+    "PROBE_ACCOUNT_ID": env("BETTORSENSE_PROBE_ACCOUNT_ID", default="player_1"),
 }
 
 LOGGING = {

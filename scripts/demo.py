@@ -34,6 +34,8 @@ def main() -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("createcachetable")
     manage("check")
+    # A staff user who can open the health page; a new password each run, printed once.
+    manage("bettorsense_demo_user")
     celery = [PYTHON, "-m", "celery", "-A", "project"]
     print("Starting:")
     processes = [
@@ -45,8 +47,11 @@ def main() -> int:
     print(
         f"\nBettor Sense demo running.\n"
         f"  Admin:     http://127.0.0.1:{WEB_PORT}/admin/\n"
+        f"  Health:    http://127.0.0.1:{WEB_PORT}/admin/bettorsense/health/ (log in as the user above)\n"
+        f"  Monitor:   http://127.0.0.1:{WEB_PORT}/bettorsense/health/\n"
         f"  Sandbox:   http://127.0.0.1:{SANDBOX_PORT}/_sandbox/stats\n"
         f"  Token:     {PYTHON} manage.py bettorsense_token\n"
+        f"  Status:    {PYTHON} manage.py bettorsense_status\n"
         "Press Ctrl-C to stop."
     )
     try:

@@ -1,0 +1,11 @@
+"""URLs of the app; a project mounts them, e.g. ``path("bettorsense/", include("bettorsense.urls"))``."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "bettorsense"
+
+urlpatterns = [
+    path("health/", views.health, name="health"),
+]

@@ -1,0 +1,56 @@
+"""The health endpoint for monitors: ``GET <mount>/health/``.
+
+HTTP 200 when the status is ``ok`` or ``degraded``, 503 when ``down``. The full body (reasons,
+token expiry, beat age, breaker state...) goes to a staff session holding
+``bettorsense.view_health``, or to a caller sending ``Authorization: Bearer <HEALTH_TOKEN>``;
+anyone else gets the status word only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.http import HttpRequest, JsonResponse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import health as rules
+from . import report, snapshot
+from .conf import get_config
+from .exceptions import BettorSenseConfigurationError
+
+logger = logging.getLogger(__name__)
+
+VIEW_PERMISSION = "bettorsense.view_health"
+
+
+def bearer_key_matches(request: HttpRequest) -> bool:
+    """Whether the request carries the configured HEALTH_TOKEN (constant-time comparison)."""
+    try:
+        expected = get_config().health_token
+    except BettorSenseConfigurationError:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not given.strip():
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+def is_health_staff(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_staff and user.has_perm(VIEW_PERMISSION))
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    taken = snapshot.take_snapshot()
+    verdict = rules.evaluate(taken)
+    full = is_health_staff(request) or bearer_key_matches(request)
+    if verdict.status is rules.Status.DOWN:
+        logger.warning("Health endpoint: down (%s)", ", ".join(reason.code for reason in verdict.reasons))
+    response = JsonResponse(report.health_json(taken, verdict, full=full), status=verdict.http_status)
+    patch_vary_headers(response, ("Authorization", "Cookie"))
+    return response
