@@ -1,4 +1,6 @@
-"""The health page in the Django admin: "Bettor Sense > Health", view only, for staff.
+"""The admin: the health page, and the local store's profiles and sync runs (all read-only).
+
+The health page is "Bettor Sense > Health", view only, for staff.
 
 Follows django-rq's dashboard: the unmanaged :class:`~bettorsense.models.Health` model's
 changelist renders ``admin/bettorsense/health.html`` (which extends ``admin/base_site.html``) from
@@ -13,15 +15,17 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from . import health, probe, report, snapshot
-from .models import Health
+from .models import Health, PlayerRiskProfile, SyncRun
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +114,112 @@ def _page(taken: health.Snapshot) -> dict[str, Any]:
         "cache_module": taken.cache.backend.rpartition(".")[0] if taken.cache else None,
         "cache_class": taken.cache.backend.rpartition(".")[2] if taken.cache else None,
     }
+
+
+class ScoreRangeFilter(admin.SimpleListFilter):
+    title = "risk score"
+    parameter_name = "score"
+    ranges: tuple[tuple[str, str, float, float], ...] = (
+        ("0-49", "below 50", 0, 50),
+        ("50-67", "50 to 67", 50, 68),
+        ("68-94", "68 to 94", 68, 95),
+        ("95-98", "95 to 98", 95, 99),
+        ("99-100", "99 and 100", 99, 101),
+    )
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(key, label) for key, label, _, _ in self.ranges]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        for key, _, low, high in self.ranges:
+            if self.value() == key:
+                return queryset.filter(risk_score__gte=low, risk_score__lt=high)
+        return queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PlayerRiskProfile)
+class PlayerRiskProfileAdmin(ReadOnlyAdmin):
+    list_display = ("account_id", "band", "risk_score", "percentile", "last_updated", "changed_at")
+    list_filter = ("band", ScoreRangeFilter, "changed_at", "bookmaker_id")
+    search_fields = ("account_id",)
+    date_hierarchy = "changed_at"
+    ordering = ("-risk_score", "account_id")
+    fields = (
+        "account_id", "bookmaker_id", "sub_bookmaker_id", "band", "risk_score", "risk_category", "percentile",
+        "last_updated", "fetched_at", "changed_at", "category_chart", "history",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Category scores")
+    def category_chart(self, obj: PlayerRiskProfile) -> str:
+        """One bar per factor, right of the axis when it raises the risk, left when it lowers it."""
+        scores = obj.category_scores or []
+        widest = max((abs(float(c["score"])) for c in scores), default=1.0) or 1.0
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td class="bs-bar-cell"><span class="bs-bar {}" style="width:{}%"></span></td>'
+            "<td>{}</td></tr>",
+            (
+                (c["name"], "bs-up" if float(c["score"]) > 0 else "bs-down",
+                 round(abs(float(c["score"])) / widest * 50, 1), f"{float(c['score']):+.3f}")
+                for c in scores
+            ),
+        )
+        return format_html(
+            "<style>.bs-bar-cell{{width:240px;position:relative}}.bs-bar{{display:inline-block;height:10px}}"
+            ".bs-up{{background:#ba2121;margin-left:50%}}.bs-down{{background:#417690;float:right;"
+            "margin-right:50%}}</style><table>{}</table>",
+            rows,
+        )
+
+    @admin.display(description="History")
+    def history(self, obj: PlayerRiskProfile) -> str:
+        changes = obj.changes.all()[:30]
+        return format_html(
+            "<table><tr><th>Recorded</th><th>Score</th><th>Band</th><th>Before</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (f"{c.recorded_at:%Y-%m-%d %H:%M}", f"{c.risk_score:g}", c.get_band_display(),
+                     "new" if c.previous_score is None else f"{c.previous_score:g} ({c.get_previous_band_display()})")
+                    for c in changes
+                ),
+            ),
+        )
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "started_at", "mode", "status", "pages", "profiles_seen", "profiles_created", "profiles_changed",
+        "watermark_reached", "finished_at",
+    )
+    list_filter = ("status", "mode")
+    change_list_template = "admin/bettorsense/syncrun/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_start"
+        return [path("start/", self.admin_site.admin_view(self.start_view), name=name), *super().get_urls()]
+
+    @method_decorator(require_POST)
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request) or not request.user.is_staff:
+            raise PermissionDenied
+        from .tasks import sync_risk_profiles
+
+        sync_risk_profiles.delay()
+        logger.info("Incremental sync queued from the admin by user id %s", request.user.pk)
+        self.message_user(request, "An incremental sync was queued; it appears here when a worker runs it.")
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:bettorsense_syncrun_changelist"))

@@ -96,6 +96,11 @@ DEFAULTS: Final[dict[str, Any]] = {
     "BATCH_DATE_PARAM": "changedSince",
     "BATCH_DATE_FORMAT": "datetime",  # or "date"
     "BATCH_PAGE_SIZE": 1000,
+    # The daily sync into the local store: re-read this much before the last watermark.
+    "SYNC_OVERLAP": 3600.0,
+    "SYNC_LOCK_TTL": 900.0,
+    # Answer get_player_risk_profile from the store when a sync has run since the last recompute.
+    "SERVE_FROM_STORE": True,
     # Bearer key that lets a monitor read the full health JSON; empty: staff sessions only.
     "HEALTH_TOKEN": "",
     # The account whose profile the health page's "Check now" asks for; a 404 also proves the API answered.
@@ -139,6 +144,9 @@ class Config:
     batch_date_param: str
     batch_date_format: str
     batch_page_size: int
+    sync_overlap: float
+    sync_lock_ttl: float
+    serve_from_store: bool
     health_token: str = field(repr=False)
     probe_account_id: str
 
@@ -249,6 +257,9 @@ def get_config() -> Config:
         batch_date_param=_choice("BATCH_DATE_PARAM", values["BATCH_DATE_PARAM"], None),
         batch_date_format=_choice("BATCH_DATE_FORMAT", values["BATCH_DATE_FORMAT"], {"date", "datetime"}),
         batch_page_size=int(_number("BATCH_PAGE_SIZE", values["BATCH_PAGE_SIZE"], minimum=1)),
+        sync_overlap=_number("SYNC_OVERLAP", values["SYNC_OVERLAP"]),
+        sync_lock_ttl=_number("SYNC_LOCK_TTL", values["SYNC_LOCK_TTL"], minimum=1),
+        serve_from_store=bool(values["SERVE_FROM_STORE"]),
         health_token=str(values["HEALTH_TOKEN"] or ""),
         probe_account_id=_choice("PROBE_ACCOUNT_ID", values["PROBE_ACCOUNT_ID"], None),
     )

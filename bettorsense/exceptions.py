@@ -153,3 +153,14 @@ class ServiceUnavailable(BettorSenseError):
 
 class BadResponse(BettorSenseError):
     default_hint = "The API answered with a body that is not the documented shape."
+
+
+# --- The local store -------------------------------------------------------------------------------
+
+
+class SyncRefused(Exception):
+    """A sync could not start; nothing was fetched or written."""
+
+
+class SyncAlreadyRunning(SyncRefused):
+    """Another process holds the sync lock for these bookmaker ids."""

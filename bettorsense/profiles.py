@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import models
@@ -54,7 +54,8 @@ class PlayerRiskProfile:
     percentile: float | None
     category_scores: tuple[CategoryScore, ...]
     band: RiskBand
-    #: Where the answer came from: "api", "cache" or "stale" (the last good copy, served in an outage).
+    #: Where the answer came from: "api", "cache", "store" (the local copy kept by the daily sync) or
+    #: "stale" (the last good copy, served in an outage).
     source: str = field(default="api", compare=False)
 
     @property
@@ -84,6 +85,12 @@ def parse_datetime_utc(value: str) -> datetime:
     """ISO-8601 with ``Z`` or an offset, as an aware UTC datetime; naive values are taken as UTC."""
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_date_or_datetime(value: str) -> date | datetime:
+    """``2026-11-27`` as a date, anything longer as an aware UTC date-time; ValueError otherwise."""
+    value = value.strip()
+    return date.fromisoformat(value) if len(value) == 10 else parse_datetime_utc(value)
 
 
 def _number(data: dict[str, Any], name: str, *, required: bool) -> float | None:

@@ -120,6 +120,11 @@ def get_player_risk_profile(
             raise error(f"{error.__name__} (cached answer).", status_code=404)
         if "profile" in cached and cached.get("fresh_until", 0) > time.time():
             return _cached_profile(cached, "cache")
+    if use_cache and config.serve_from_store:
+        stored = _from_store(config, bookmaker, sub_bookmaker, account)
+        if stored is not None:
+            _cache_until_recompute(config, key, stored.to_json())
+            return stored
     segments = (
         "v1", "Operator", "PlayerRiskProfile", "bookmakers", str(bookmaker),
         "sub-bookmakers", str(sub_bookmaker), "accountid", account,
@@ -142,11 +147,27 @@ def get_player_risk_profile(
     if profile.player_id != account:
         raise BadResponse("The API answered with the profile of another player.")
     if use_cache:
-        now = datetime.now(UTC)
-        fresh_until = next_recompute(config, now).timestamp()
-        # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.
-        _cache_set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
+        _cache_until_recompute(config, key, body)
     return profile
+
+
+def _cache_until_recompute(config: Config, key: str, body: dict[str, Any]) -> None:
+    # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.
+    fresh_until = next_recompute(config, datetime.now(UTC)).timestamp()
+    _cache_set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
+
+
+def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> PlayerRiskProfile | None:
+    """The local store's copy, if a sync has succeeded since the last daily recompute."""
+    from .models import PlayerRiskProfile as StoredProfile
+    from .models import SyncRun
+
+    last_recompute = next_recompute(config, datetime.now(UTC)) - timedelta(days=1)
+    scope = {"bookmaker_id": bookmaker, "sub_bookmaker_id": sub_bookmaker}
+    if not SyncRun.objects.filter(**scope, status=SyncRun.Status.SUCCEEDED, started_at__gte=last_recompute).exists():
+        return None
+    row = StoredProfile.objects.filter(**scope, account_id=account).first()
+    return row.to_profile("store") if row is not None else None
 
 
 def _cached_profile(cached: dict[str, Any], source: str) -> PlayerRiskProfile:

@@ -1,12 +1,18 @@
 """Celery tasks of the app.
 
-Add the token renewal to the host project's beat schedule (the demo's is in project/settings.py)::
+Add both to the host project's beat schedule (the demo's is in project/settings.py)::
+
+    from celery.schedules import crontab
 
     CELERY_BEAT_SCHEDULE = {
         "bettorsense-refresh-token": {
             "task": "bettorsense.tasks.refresh_token",
             "schedule": 10.0,  # keep it well under the renewal window (30 s for a 600 s token)
             "options": {"expires": 10.0},
+        },
+        "bettorsense-daily-sync": {  # after the vendor's nightly recompute, done by about 04:00 UTC
+            "task": "bettorsense.tasks.sync_risk_profiles",
+            "schedule": crontab(hour=4, minute=30),
         },
     }
 """
@@ -34,3 +40,17 @@ def refresh_token() -> str:
     else:
         logger.debug("Beat token refresh: %s", outcome.value)
     return outcome.value
+
+
+@shared_task(name="bettorsense.tasks.sync_risk_profiles", ignore_result=True)
+def sync_risk_profiles(full: bool = False) -> str:
+    """The daily sync into the local store; a second run while one works is refused and logged."""
+    from .exceptions import SyncAlreadyRunning
+    from .sync import run_sync
+
+    try:
+        run = run_sync(full=full)
+    except SyncAlreadyRunning:
+        logger.info("Sync skipped: another run holds the lock")
+        return "refused"
+    return f"{run.status}: {run.profiles_seen} profiles, {run.profiles_changed} changed"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
@@ -83,12 +84,13 @@ STATIC_ROOT = BASE_DIR / ".run" / "static"
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(env("CELERY_BROKER_DIR", default=str(RUN_DIR / "broker")))
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.2),
     }
@@ -100,12 +102,18 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
 # The beat entry a host project copies: it renews the shared token inside its renewal window.
 BETTORSENSE_REFRESH_EVERY = env.float("BETTORSENSE_REFRESH_EVERY", default=10.0)
+_SYNC_HOUR, _SYNC_MINUTE = env("BETTORSENSE_SYNC_AT_UTC", default="04:30").split(":")
 CELERY_BEAT_SCHEDULE = {
     "bettorsense-refresh-token": {
         "task": "bettorsense.tasks.refresh_token",
         "schedule": BETTORSENSE_REFRESH_EVERY,
         # A tick that waited longer than its interval in the queue is stale: drop it.
         "options": {"expires": BETTORSENSE_REFRESH_EVERY},
+    },
+    # The daily sync into the local store, after Sportradar's nightly recompute (by about 04:00 UTC).
+    "bettorsense-daily-sync": {
+        "task": "bettorsense.tasks.sync_risk_profiles",
+        "schedule": crontab(hour=_SYNC_HOUR, minute=_SYNC_MINUTE),
     },
 }
 

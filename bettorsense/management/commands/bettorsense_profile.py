@@ -13,21 +13,14 @@ Exits non-zero with the error's message (never a secret) when the API refuses or
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bettorsense.exceptions import BettorSenseError
-from bettorsense.profiles import PlayerRiskProfile, parse_datetime_utc
+from bettorsense.management.arguments import since_argument
+from bettorsense.profiles import PlayerRiskProfile
 from bettorsense.services import get_player_risk_profile, iter_risk_profiles
-
-
-def _since(value: str) -> date | datetime:
-    try:
-        return date.fromisoformat(value) if len(value) == 10 else parse_datetime_utc(value)
-    except ValueError:
-        raise CommandError(f"--since {value!r} is not an ISO-8601 date or date-time.") from None
 
 
 class Command(BaseCommand):
@@ -36,7 +29,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("account_id", nargs="?", help="The operator's account id.")
         parser.add_argument("--all", action="store_true", help="Stream every profile as JSON lines.")
-        parser.add_argument("--since", help="With --all: only profiles changed on or after this date.")
+        parser.add_argument(
+            "--since", type=since_argument, help="With --all: only profiles changed on or after this date."
+        )
         parser.add_argument("--fresh", action="store_true", help="Skip the profile cache.")
         parser.add_argument("--json", action="store_true", help="Print the profile as JSON.")
         parser.add_argument("--bookmaker", type=int, help="Bookmaker id (default: settings).")
@@ -48,8 +43,7 @@ class Command(BaseCommand):
             raise CommandError("Give an ACCOUNT_ID, or --all.")
         try:
             if options["all"]:
-                since = _since(options["since"]) if options["since"] else None
-                for profile in iter_risk_profiles(changed_since=since, **ids):
+                for profile in iter_risk_profiles(changed_since=options["since"], **ids):
                     self.stdout.write(json.dumps(profile.to_json()))
                 return
             profile = get_player_risk_profile(options["account_id"], fresh=options["fresh"], **ids)
