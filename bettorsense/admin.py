@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 _PROBE_SESSION_KEY = "bettorsense_health_probe"
 
 
-@admin.register(Health)
-class HealthAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View permission only: nothing here is added, changed or deleted by hand."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -43,6 +44,9 @@ class HealthAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+
+@admin.register(Health)
+class HealthAdmin(ReadOnlyAdmin):
     def get_urls(self) -> list[URLPattern]:
         """The page and its "Check now" only: there are no objects to add, change, delete or list."""
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -135,17 +139,6 @@ class ScoreRangeFilter(admin.SimpleListFilter):
             if self.value() == key:
                 return queryset.filter(risk_score__gte=low, risk_score__lt=high)
         return queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(PlayerRiskProfile)
