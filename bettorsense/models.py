@@ -47,6 +47,7 @@ class PlayerRiskProfile(models.Model):
     changed_at = models.DateTimeField(db_index=True, help_text="When the score or band last changed here.")
 
     class Meta:
+        default_permissions = ("view",)  # written by the sync only
         verbose_name = "player risk profile"
         constraints = [
             models.UniqueConstraint(
@@ -86,6 +87,7 @@ class RiskProfileChange(models.Model):
     recorded_at = models.DateTimeField()
 
     class Meta:
+        default_permissions = ("view",)
         ordering = ["-recorded_at", "-id"]
         indexes = [models.Index(fields=["profile", "recorded_at"], name="bettorsense_change_profile")]
 
@@ -120,6 +122,7 @@ class SyncRun(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        default_permissions = ("view",)
         ordering = ["-started_at", "-id"]
         get_latest_by = "started_at"
 
