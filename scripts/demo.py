@@ -29,7 +29,12 @@ def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C: the children are stopped in main's finally
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     RUN.mkdir(exist_ok=True)
     manage("migrate", "--noinput", "-v", "0")
     manage("createcachetable")
