@@ -77,12 +77,29 @@ def _profile_key(config: Config, bookmaker: int, sub_bookmaker: int, account: st
     return cache_key(config, f"profile:{bookmaker}:{sub_bookmaker}:{digest}")
 
 
+# While the cache is down every call fails to read and write it: warn once per interval and process,
+# as tokens.py does, not twice per call (an outage would flood the logs).
+_CACHE_WARN_EVERY = 30.0
+_cache_warned_at: float | None = None
+
+
+def _warn_cache(err: CacheUnavailable, outcome: str) -> None:
+    global _cache_warned_at
+    now = time.monotonic()
+    if _cache_warned_at is not None and now - _cache_warned_at < _CACHE_WARN_EVERY:
+        logger.debug("Profile cache unavailable (%s); %s", err, outcome)
+        return
+    _cache_warned_at = now
+    logger.warning("Profile cache unavailable (%s); %s (said at most every %.0f s per process)",
+                   err, outcome, _CACHE_WARN_EVERY)
+
+
 def _cache_get(config: Config, key: str) -> Any:
     try:
         with guard_cache():
             return caches[config.cache_alias].get(key)
     except CacheUnavailable as err:
-        logger.warning("Profile cache unavailable (%s); asking the API", err)
+        _warn_cache(err, "asking the API")
         return None
 
 
@@ -91,7 +108,7 @@ def _cache_set(config: Config, key: str, value: Any, ttl: float) -> None:
         with guard_cache():
             caches[config.cache_alias].set(key, value, max(1, int(ttl)))
     except CacheUnavailable as err:
-        logger.warning("Profile cache unavailable (%s); not cached", err)
+        _warn_cache(err, "not cached")
 
 
 def get_player_risk_profile(

@@ -43,6 +43,16 @@ def _ttl(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
+def _entry_ttl(token: AccessToken) -> int:
+    """How long the cache keeps a token's entry: one second beyond the token's expiry.
+
+    Django's database cache stores expiry in whole seconds, truncated, so ``ceil(seconds_left)``
+    alone can drop the entry up to a second before the token expires, inside a short renewal
+    window. When a token is still usable is TokenTiming's business, not the cache's.
+    """
+    return _ttl(token.seconds_left()) + 1
+
+
 @contextmanager
 def guard_cache() -> Iterator[None]:
     try:
@@ -93,14 +103,25 @@ class SharedTokenStore:
         }
         return seal(self.config.encryption_key, payload)
 
-    def write_token(self, token: AccessToken) -> None:
+    def write_token(self, token: AccessToken) -> bool:
+        """Publish a new token; False if the cache would not keep it.
+
+        Django's DatabaseCache.set() swallows a DatabaseError (SQLite's "database is locked" under
+        concurrent writers, a unique-key race on PostgreSQL) and returns nothing, so read it back.
+        """
+        sealed = self._seal_token(token)
         with guard_cache():
-            self.cache.set(self.token_key, self._seal_token(token), _ttl(token.seconds_left()))
+            for attempt in range(8):
+                self.cache.set(self.token_key, sealed, _entry_ttl(token))
+                if self.cache.get(self.token_key) == sealed:
+                    return True
+                time.sleep(0.005 * (attempt + 1))
+        return False
 
     def add_token(self, token: AccessToken) -> bool:
         """Put a token back only if the entry is empty (the cache lost it)."""
         with guard_cache():
-            return bool(self.cache.add(self.token_key, self._seal_token(token), _ttl(token.seconds_left())))
+            return bool(self.cache.add(self.token_key, self._seal_token(token), _entry_ttl(token)))
 
     def tombstone_if_current(self, token_value: str) -> bool:
         current = self.read_token()
@@ -108,7 +129,7 @@ class SharedTokenStore:
             return False
         sealed = seal(self.config.encryption_key, {"tombstone": current.fingerprint})
         with guard_cache():
-            self.cache.set(self.token_key, sealed, _ttl(current.seconds_left()))
+            self.cache.set(self.token_key, sealed, _entry_ttl(current))
         return True
 
     # --- single flight ------------------------------------------------------------------------

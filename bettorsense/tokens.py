@@ -23,8 +23,11 @@ The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsen
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 import logging
+import math
 import os
 import random
 import threading
@@ -125,6 +128,12 @@ class TokenManager:
         now = time.time()
         try:
             current = self.store.read_token()
+            memo = self._memo
+            if current is None and memo is not None and now < memo.timing.renew_at:
+                # The cache lost the entry (eviction, restart): offer ours back rather than renew early,
+                # as the request path does; renewing now would break the vendor's reuse rule.
+                self.store.add_token(memo.token)
+                current = self.store.read_token()
         except CacheUnavailable as err:
             self._warn_cache(err)
             return RefreshOutcome.CACHE_UNAVAILABLE
@@ -232,13 +241,18 @@ class TokenManager:
                 local = None
         elif isinstance(shared, AccessToken) and self._usable(shared, now):
             local = shared  # converge on the fleet's token
-        elif shared is None and local is not None:
+        elif shared is None and local is not None and now < TokenTiming.of(local, self.config).renew_at:
             # The cache lost the entry (eviction, restart): offer ours back rather than renew early.
+            # Not inside the renewal window, where it would race the renewer's write of the new one.
             self.store.add_token(local)
         if local is not None and now < TokenTiming.of(local, self.config).lazy_renew_at:
             self._remember(local, now)
             return local
         token, outcome = self._renew_shared(local, origin="request", wait=True)
+        if token is not None and token is local and not self._usable(token, time.time()):
+            # ``local`` was usable when this call began; the cache round-trips since used up its
+            # last moments. Never hand it out now: wait for the renewal (bounded) or fail.
+            token, outcome = self._renew_shared(None, origin="request", wait=True)
         if token is None:  # pragma: no cover - wait=True returns a token or raises
             raise TokenWaitTimeout("No token after waiting for the renewal.")
         if outcome not in (RefreshOutcome.BACKOFF, RefreshOutcome.FAILED):
@@ -262,7 +276,9 @@ class TokenManager:
                     detail=backoff.message,
                     retry_after=max(0.0, backoff.until - time.time()),
                 )
-            owner = self.store.acquire_lock()
+            # Test before test-and-set: a failed add() is still a write, and a write storm at
+            # renewal time makes the database cache drop the renewer's own write.
+            owner = None if self.store.lock_holder() is not None else self.store.acquire_lock()
             if owner is not None:
                 try:
                     if not force:
@@ -297,7 +313,7 @@ class TokenManager:
             delay = self._backoff_delay(err)
             self.store.write_backoff(err, delay)
             state.record_token_failure(self.config, err, origin=origin, duration=time.time() - started)
-            if usable is not None:
+            if usable is not None and self._usable(usable, time.time()):
                 logger.warning(
                     "Token renewal failed (%s); still serving token %s, %.0f s left; next try in %.1f s",
                     type(err).__name__, usable.fingerprint, usable.seconds_left(), delay,
@@ -306,7 +322,8 @@ class TokenManager:
                 return usable, RefreshOutcome.FAILED
             raise
         try:
-            self.store.write_token(token)
+            if not self.store.write_token(token):
+                logger.warning("Token %s renewed, but the cache did not keep it", token.fingerprint)
         except CacheUnavailable as err:
             self._warn_cache(err)  # the token is good: keep it in this process at least
         self.store.clear_backoff()
@@ -444,8 +461,25 @@ def _token_from_body(body: Any, *, sent_at: float) -> AccessToken:
         value=value,
         token_type="Bearer",  # noqa: S106  (the scheme name)
         issued_at=sent_at,
-        expires_at=sent_at + float(expires_in),
+        expires_at=min(sent_at + float(expires_in), _jwt_expiry(value) or math.inf),
     )
+
+
+def _jwt_expiry(value: str) -> float | None:
+    """The ``exp`` claim if the token is a JWT, read unverified and used only to shorten the lifetime.
+
+    Auth0 writes exp = floor(its clock) + expires_in, so counting from our send time alone can
+    outlive the claim by up to a second, which a gateway that checks exp would refuse.
+    """
+    parts = value.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 # --- module API ----------------------------------------------------------------------------------

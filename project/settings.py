@@ -83,6 +83,7 @@ STATIC_ROOT = BASE_DIR / ".run" / "static"
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "project.broker:Transport"  # kombu's, with atomic message files
     _broker_dir = Path(env("CELERY_BROKER_DIR", default=str(RUN_DIR / "broker")))
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from typing import Any
 
 import pytest
+import requests
 from django.core.cache import caches
 
 from bettorsense import tokens
@@ -62,13 +65,30 @@ def test_expiry_clock_starts_when_the_request_is_sent(configure, sandbox):
     before = time.time()
     token = tokens.get_token()
     assert before <= token.issued_at < before + 0.5
-    assert token.expires_at == pytest.approx(token.issued_at + 600)
+    # Counted from the send time, and never past the JWT's exp claim (whole seconds at the issuer).
+    assert token.issued_at + 598 < token.expires_at <= token.issued_at + 600
+    assert token.expires_at <= _exp_claim(token.value)
+
+
+def _exp_claim(value: str) -> float:
+    payload = value.split(".")[1]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
+
+
+def test_a_token_that_is_not_a_jwt_keeps_its_expires_in():
+    from bettorsense.tokens import parse_token_response
+
+    response = requests.Response()
+    response.status_code = 200
+    response._content = b'{"access_token": "opaque-token-value", "expires_in": 600, "token_type": "Bearer"}'
+    token = parse_token_response(response, sent_at=1000.25)
+    assert token.expires_at == 1600.25 and token.issued_at == 1000.25
 
 
 def test_lifetime_comes_from_expires_in(configure, sandbox):
     sandbox.state.set_config(token_lifetime=300)
     token = tokens.get_token()
-    assert token.lifetime == pytest.approx(300)
+    assert 299 < token.lifetime <= 300
 
 
 @pytest.mark.parametrize(

@@ -211,7 +211,7 @@ def _grant(state: SandboxState, params: dict[str, str], authorization: str | Non
         token, record = state.issue_token(client, audience, issuer)
     except ReuseViolation as err:
         raise _reuse_rejection(err) from None
-    payload = {"access_token": token, "expires_in": round(record.expires_at - record.issued_at), "token_type": "Bearer"}
+    payload = {"access_token": token, "expires_in": record.expires_in, "token_type": "Bearer"}
     return json_response(200, payload, list(_NO_STORE))
 
 

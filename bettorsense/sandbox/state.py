@@ -65,6 +65,7 @@ class IssuedToken:
     issued_at: float
     expires_at: float
     fingerprint: str
+    expires_in: int = 0  # as answered: the configured lifetime, whatever the second's fraction
     revoked: bool = False
 
     def seconds_left(self, now: float) -> float:
@@ -261,8 +262,9 @@ class SandboxState:
                 client_id=client.client_id,
                 audience=audience,
                 issued_at=now,
-                expires_at=now + expires_in,
+                expires_at=int(now) + expires_in,  # the exp claim: what a gateway checking exp enforces
                 fingerprint=tokens.fingerprint(token),
+                expires_in=expires_in,
             )
             if len(self.tokens) >= _TOKEN_PRUNE_AT:
                 self._prune_tokens(now)
