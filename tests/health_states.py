@@ -46,8 +46,8 @@ def token_endpoint_down(configure: Configure, sandbox: Any, settings: Any) -> st
 
 
 def token_endpoint_closed(configure: Configure, sandbox: Any, settings: Any) -> str:
-    """TOKEN_URL points at a closed port and there is no token."""
-    configure(TOKEN_URL="http://127.0.0.1:9/oauth/token")
+    """TOKEN_URL points at a closed port and there is no token; the fleet backs off (for 30 s or more)."""
+    configure(TOKEN_URL="http://127.0.0.1:9/oauth/token", BACKOFF_BASE=30)
     beat_runs()
     return "down"
 

@@ -106,11 +106,16 @@ def assert_no_secret(browser: Any, token_values: set[str]) -> None:
 
 
 def check_now(browser: Any) -> Any:
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    button = find(browser, "#bs-check-now")
-    button.click()
-    wait_for(browser, ec.staleness_of(button))
+    # Mark this document; the POST and its redirect load a new one without the mark. (Waiting for
+    # the button to go stale can race the navigation inside Chromium's inspector.)
+    browser.execute_script("window.bsBeforeCheck = true;")
+    find(browser, "#bs-check-now").click()
+    WebDriverWait(browser, 20, ignored_exceptions=[WebDriverException]).until(
+        lambda b: b.execute_script("return window.bsBeforeCheck === undefined && document.readyState === 'complete';")
+    )
     return find(browser, "#bs-probe-result")
 
 
