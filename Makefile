@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+SCENARIO ?=
+E2E_PROFILE ?= all
+E2E_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench e2e clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,11 @@ demo: install
 
 bench: install
 	$(PY) bench/token_fleet.py
+
+# End-to-end scenarios on real processes, under load and faults (about 15 minutes; see e2e/__init__.py).
+# SCENARIO=3 (or 1,2) runs some; E2E_PROFILE=services|embedded runs one data profile.
+e2e: install
+	$(PY) -m e2e --profile $(E2E_PROFILE) $(if $(SCENARIO),--scenario $(SCENARIO)) $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .ruff_cache db.sqlite3 
