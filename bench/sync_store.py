@@ -91,11 +91,13 @@ def child(mode: str, players: int, sandbox_url: str) -> dict[str, float]:
 
 def run_child(mode: str, players: int, sandbox_url: str, database_url: str) -> dict[str, float]:
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "project.settings"}
-    output = subprocess.run(
+    finished = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--players", str(players), "--sandbox", sandbox_url],
-        cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=1800,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    if finished.returncode != 0:
+        raise SystemExit(f"the {mode} run failed:\n{finished.stderr[-3000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
