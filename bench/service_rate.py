@@ -56,7 +56,9 @@ def main() -> int:
     port = free_port()
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "bettorsense.sandbox", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"

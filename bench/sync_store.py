@@ -93,7 +93,11 @@ def run_child(mode: str, players: int, sandbox_url: str, database_url: str) -> d
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "project.settings"}
     finished = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--players", str(players), "--sandbox", sandbox_url],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     if finished.returncode != 0:
         raise SystemExit(f"the {mode} run failed:\n{finished.stderr[-3000:]}")
@@ -116,7 +120,9 @@ def main() -> int:
     port = free_port()
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "bettorsense.sandbox", "--port", str(port), "--players", str(args.players)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -136,10 +142,14 @@ def main() -> int:
     print(f"  download and parse only : {download_rate:9.0f} profiles/s")
     print(f"  full sync into the store: {sync_rate:9.0f} profiles/s")
     print(f"  ratio                   : {sync_rate / download_rate:9.2f}")
-    print(f"  peak traced memory      : {small['traced_peak_mib']:6.1f} MiB for {int(small['profiles'])} profiles, "
-          f"{large['traced_peak_mib']:6.1f} MiB for {int(large['profiles'])}")
-    print(f"  peak RSS of the process : {small['max_rss_mib']:6.1f} MiB for {int(small['profiles'])} profiles, "
-          f"{large['max_rss_mib']:6.1f} MiB for {int(large['profiles'])}")
+    print(
+        f"  peak traced memory      : {small['traced_peak_mib']:6.1f} MiB for {int(small['profiles'])} profiles, "
+        f"{large['traced_peak_mib']:6.1f} MiB for {int(large['profiles'])}"
+    )
+    print(
+        f"  peak RSS of the process : {small['max_rss_mib']:6.1f} MiB for {int(small['profiles'])} profiles, "
+        f"{large['max_rss_mib']:6.1f} MiB for {int(large['profiles'])}"
+    )
     return 0
 
 

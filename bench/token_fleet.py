@@ -69,8 +69,14 @@ def fleet_phase(
     env = child_env(sandbox_overrides(server), database=database)
     log_dir = workdir / holder
     log_dir.mkdir()
-    reports = run_fleet(env, log_dir, processes=args.processes, threads=args.threads,
-                        run_for=args.lifetimes * args.lifetime, holder=holder)
+    reports = run_fleet(
+        env,
+        log_dir,
+        processes=args.processes,
+        threads=args.threads,
+        run_for=args.lifetimes * args.lifetime,
+        holder=holder,
+    )
     fleet = summarise(reports)
     stats = server.state.stats()
     requests = sum(client["total"] for client in stats["token_requests"].values())
@@ -123,8 +129,13 @@ def hot_path(server: SandboxServer, repeat: int) -> dict[str, float]:
         calls += 1000
     sustained = (time.perf_counter() - started) / calls
     requests = sum(client["total"] for client in server.state.stats()["token_requests"].values())
-    return {"memo": memo, "sustained": sustained, "cache_get": cache_get, "requests": requests,
-            "recheck": config.local_recheck}
+    return {
+        "memo": memo,
+        "sustained": sustained,
+        "cache_get": cache_get,
+        "requests": requests,
+        "recheck": config.local_recheck,
+    }
 
 
 def describe_environment(database: str, args: argparse.Namespace) -> list[str]:
@@ -151,8 +162,10 @@ def print_report(env_lines: list[str], phases: list[dict[str, Any]], hot: dict[s
     names = {"shared": "shared: bettorsense get_access_token()", "naive": "baseline: naive per-process holder"}
     for phase in phases:
         errors = sum(phase["errors"].values())
-        print(f"  {names[phase['holder']]:<38}{phase['calls']:>10}{errors:>8}{phase['requests']:>10}"
-              f"{phase['lifetimes']:>11.2f}{phase['per_lifetime']:>14.2f}")
+        print(
+            f"  {names[phase['holder']]:<38}{phase['calls']:>10}{errors:>8}{phase['requests']:>10}"
+            f"{phase['lifetimes']:>11.2f}{phase['per_lifetime']:>14.2f}"
+        )
     by_holder = {phase["holder"]: phase for phase in phases}
     if by_holder["shared"]["per_lifetime"]:
         ratio = by_holder["naive"]["per_lifetime"] / by_holder["shared"]["per_lifetime"]
@@ -170,8 +183,10 @@ def print_report(env_lines: list[str], phases: list[dict[str, Any]], hot: dict[s
     ]
     for label, seconds in rows:
         print(f"  {label:<52}{seconds * 1e6:>9.3f} us{seconds / hot['cache_get']:>13.4f}x")
-    print(f"  cache.get / get_access_token(): {hot['cache_get'] / hot['memo']:.0f}x "
-          f"(token requests during the hot path: {hot['requests']})")
+    print(
+        f"  cache.get / get_access_token(): {hot['cache_get'] / hot['memo']:.0f}x "
+        f"(token requests during the hot path: {hot['requests']})"
+    )
 
 
 def main() -> int:

@@ -85,8 +85,9 @@ class HealthAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         result = probe.run_probe()
-        logger.info("Health probe run from the admin by user id %s: %s", request.user.pk,
-                    "ok" if result.ok else "failed")
+        logger.info(
+            "Health probe run from the admin by user id %s: %s", request.user.pk, "ok" if result.ok else "failed"
+        )
         request.session[_PROBE_SESSION_KEY] = result.to_json()
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:bettorsense_health_changelist"))
 
@@ -149,8 +150,18 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
     date_hierarchy = "changed_at"
     ordering = ("-risk_score", "account_id")
     fields = (
-        "account_id", "bookmaker_id", "sub_bookmaker_id", "band", "risk_score", "risk_category", "percentile",
-        "last_updated", "fetched_at", "changed_at", "category_chart", "history",
+        "account_id",
+        "bookmaker_id",
+        "sub_bookmaker_id",
+        "band",
+        "risk_score",
+        "risk_category",
+        "percentile",
+        "last_updated",
+        "fetched_at",
+        "changed_at",
+        "category_chart",
+        "history",
     )
     readonly_fields = fields
 
@@ -164,8 +175,12 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
             '<tr><td>{}</td><td class="bs-bar-cell"><span class="bs-bar {}" style="width:{}%"></span></td>'
             "<td>{}</td></tr>",
             (
-                (c["name"], "bs-up" if float(c["score"]) > 0 else "bs-down",
-                 round(abs(float(c["score"])) / widest * 50, 1), f"{float(c['score']):+.3f}")
+                (
+                    c["name"],
+                    "bs-up" if float(c["score"]) > 0 else "bs-down",
+                    round(abs(float(c["score"])) / widest * 50, 1),
+                    f"{float(c['score']):+.3f}",
+                )
                 for c in scores
             ),
         )
@@ -185,8 +200,14 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
                 "",
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
-                    (f"{c.recorded_at:%Y-%m-%d %H:%M}", f"{c.risk_score:g}", c.get_band_display(),
-                     "new" if c.previous_score is None else f"{c.previous_score:g} ({c.get_previous_band_display()})")
+                    (
+                        f"{c.recorded_at:%Y-%m-%d %H:%M}",
+                        f"{c.risk_score:g}",
+                        c.get_band_display(),
+                        "new"
+                        if c.previous_score is None
+                        else f"{c.previous_score:g} ({c.get_previous_band_display()})",
+                    )
                     for c in changes
                 ),
             ),
@@ -196,8 +217,15 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
-        "started_at", "mode", "status", "pages", "profiles_seen", "profiles_created", "profiles_changed",
-        "watermark_reached", "finished_at",
+        "started_at",
+        "mode",
+        "status",
+        "pages",
+        "profiles_seen",
+        "profiles_created",
+        "profiles_changed",
+        "watermark_reached",
+        "finished_at",
     )
     list_filter = ("status", "mode")
     change_list_template = "admin/bettorsense/syncrun/change_list.html"

@@ -125,7 +125,8 @@ class CircuitBreaker:
         self._open_until, self._checked_until, self._local.probing = until, now + _RECHECK, False
         logger.warning(
             "Circuit breaker opened for %.0f s after %d consecutive API failures",
-            self.config.breaker_cooldown, failures,
+            self.config.breaker_cooldown,
+            failures,
         )
 
 

@@ -136,11 +136,14 @@ def _get_with_retries(config: Config, url: str) -> Any:
             if status == 429:
                 raise RateLimited(
                     "The Bettor Sense API is rate limiting.",
-                    status_code=429, detail=_detail(response), retry_after=retry_after,
+                    status_code=429,
+                    detail=_detail(response),
+                    retry_after=retry_after,
                 )
             raise ServiceUnavailable(
                 f"The Bettor Sense API answered {status} after {attempt + 1} attempts.",
-                status_code=status, detail=_detail(response),
+                status_code=status,
+                detail=_detail(response),
             )
         raise error_for(response)
 

@@ -221,9 +221,7 @@ def get_config() -> Config:
     preset = ENVIRONMENT_PRESETS.get(environment)
     if preset is None:
         known = ", ".join(sorted(ENVIRONMENT_PRESETS))
-        raise BettorSenseConfigurationError(
-            f"BETTORSENSE['ENVIRONMENT'] is {environment!r}; expected one of: {known}."
-        )
+        raise BettorSenseConfigurationError(f"BETTORSENSE['ENVIRONMENT'] is {environment!r}; expected one of: {known}.")
     return Config(
         environment=environment,
         client_id=str(values["CLIENT_ID"] or ""),

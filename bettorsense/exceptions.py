@@ -122,9 +122,7 @@ class AuthenticationFailed(BettorSenseError):
 
 
 class AccessDenied(BettorSenseError):
-    default_hint = (
-        "Check the package assigned to these credentials and the BOOKMAKER_ID/SUB_BOOKMAKER_ID they hold."
-    )
+    default_hint = "Check the package assigned to these credentials and the BOOKMAKER_ID/SUB_BOOKMAKER_ID they hold."
 
 
 class ProfileUnavailable(BettorSenseError):

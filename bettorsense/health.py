@@ -181,10 +181,13 @@ def _configuration(snapshot: Snapshot) -> list[Reason]:
         return [Reason(Status.DOWN, "config-invalid", f"The settings are invalid: {snapshot.config_error}")]
     reasons: list[Reason] = []
     if snapshot.config is not None and not snapshot.config.has_credentials:
-        reasons.append(Reason(
-            Status.DOWN, "credentials-missing",
-            "The credentials are missing: set BETTORSENSE['CLIENT_ID'] and ['CLIENT_SECRET'].",
-        ))
+        reasons.append(
+            Reason(
+                Status.DOWN,
+                "credentials-missing",
+                "The credentials are missing: set BETTORSENSE['CLIENT_ID'] and ['CLIENT_SECRET'].",
+            )
+        )
     for check in snapshot.checks:
         if check.level == "error" and check.id not in _COVERED_CHECKS:
             reasons.append(Reason(Status.DOWN, "check-error", f"System check {check.id}: {check.message}"))
@@ -196,17 +199,23 @@ def _cache(snapshot: Snapshot) -> list[Reason]:
     if cache is None:
         return []
     if not cache.reachable:
-        return [Reason(
-            Status.DEGRADED, "cache-unreachable",
-            f"The cache {cache.alias!r} cannot be reached ({cache.error or 'unknown error'}): each process "
-            "falls back to a token of its own, and the fleet's figures cannot be read.",
-        )]
+        return [
+            Reason(
+                Status.DEGRADED,
+                "cache-unreachable",
+                f"The cache {cache.alias!r} cannot be reached ({cache.error or 'unknown error'}): each process "
+                "falls back to a token of its own, and the fleet's figures cannot be read.",
+            )
+        ]
     if not cache.shared:
-        return [Reason(
-            Status.DEGRADED, "cache-not-shared",
-            f"The cache {cache.alias!r} ({cache.backend}) is not shared between processes: each process "
-            "requests its own token. Use Redis or the database cache.",
-        )]
+        return [
+            Reason(
+                Status.DEGRADED,
+                "cache-not-shared",
+                f"The cache {cache.alias!r} ({cache.backend}) is not shared between processes: each process "
+                "requests its own token. Use Redis or the database cache.",
+            )
+        ]
     return []
 
 
@@ -217,27 +226,39 @@ def _token(snapshot: Snapshot) -> list[Reason]:
     failure = _failure_words(snapshot)
     if not snapshot.token_usable:
         if failing:
-            return [Reason(
-                Status.DOWN, "token-unavailable",
-                f"No usable token, and the token endpoint is failing ({failure}).",
-            )]
+            return [
+                Reason(
+                    Status.DOWN,
+                    "token-unavailable",
+                    f"No usable token, and the token endpoint is failing ({failure}).",
+                )
+            ]
         if snapshot.token is not None:
             left = snapshot.token_expires_in or 0.0
             words = f"expires in {_seconds(left)}" if left > 0 else f"expired {_seconds(-left)} ago"
-            return [Reason(
-                Status.DEGRADED, "token-expiring",
-                f"The token {words}, inside the safety margin: it is no longer sent and its renewal is overdue.",
-            )]
-        return [Reason(
-            Status.DEGRADED, "no-token",
-            "No token is cached: the next API call requests one and waits for it.",
-        )]
+            return [
+                Reason(
+                    Status.DEGRADED,
+                    "token-expiring",
+                    f"The token {words}, inside the safety margin: it is no longer sent and its renewal is overdue.",
+                )
+            ]
+        return [
+            Reason(
+                Status.DEGRADED,
+                "no-token",
+                "No token is cached: the next API call requests one and waits for it.",
+            )
+        ]
     if failing:
-        return [Reason(
-            Status.DEGRADED, "renewal-failing",
-            f"The last token renewal failed ({failure}); the current token stays usable for "
-            f"{_seconds((snapshot.token.usable_until if snapshot.token else 0.0) - snapshot.taken_at)}.",
-        )]
+        return [
+            Reason(
+                Status.DEGRADED,
+                "renewal-failing",
+                f"The last token renewal failed ({failure}); the current token stays usable for "
+                f"{_seconds((snapshot.token.usable_until if snapshot.token else 0.0) - snapshot.taken_at)}.",
+            )
+        ]
     return []
 
 
@@ -260,37 +281,52 @@ def _beat(snapshot: Snapshot) -> list[Reason]:
     if age is None:
         text = "Celery beat has never run the token renewal (none recorded)."
     else:
-        text = (f"Celery beat last ran the token renewal {_seconds(age)} ago, more than "
-                f"{BEAT_STALE_INTERVALS} intervals ({_seconds(limit)}).")
+        text = (
+            f"Celery beat last ran the token renewal {_seconds(age)} ago, more than "
+            f"{BEAT_STALE_INTERVALS} intervals ({_seconds(limit)})."
+        )
     return [Reason(Status.DEGRADED, "beat-stale", f"{text} Requests renew the token themselves meanwhile. {BEAT_HINT}")]
 
 
 def _service(snapshot: Snapshot) -> list[Reason]:
     reasons: list[Reason] = []
     if snapshot.breaker == "open":
-        reasons.append(Reason(
-            Status.DOWN, "breaker-open",
-            "The circuit breaker is open after repeated API failures: calls fail fast until the cool-down ends.",
-        ))
+        reasons.append(
+            Reason(
+                Status.DOWN,
+                "breaker-open",
+                "The circuit breaker is open after repeated API failures: calls fail fast until the cool-down ends.",
+            )
+        )
     elif snapshot.breaker == "half-open":
-        reasons.append(Reason(
-            Status.DEGRADED, "breaker-half-open",
-            "The circuit breaker is half-open: the next call probes the API.",
-        ))
+        reasons.append(
+            Reason(
+                Status.DEGRADED,
+                "breaker-half-open",
+                "The circuit breaker is half-open: the next call probes the API.",
+            )
+        )
     call = snapshot.last_api_call
     if call is not None and call.outcome in _CREDENTIAL_REFUSALS:
-        reasons.append(Reason(
-            Status.DEGRADED, "api-refused",
-            f"The last API call was refused ({call.outcome}, HTTP {call.status}): check the credentials' "
-            "audience, package and bookmaker ids.",
-        ))
+        reasons.append(
+            Reason(
+                Status.DEGRADED,
+                "api-refused",
+                f"The last API call was refused ({call.outcome}, HTTP {call.status}): check the credentials' "
+                "audience, package and bookmaker ids.",
+            )
+        )
     return reasons
 
 
 def evaluate(snapshot: Snapshot) -> Health:
     """The status (the worst of the reasons, ok when there are none) and the reasons, worst first."""
     reasons = [
-        *_configuration(snapshot), *_cache(snapshot), *_token(snapshot), *_beat(snapshot), *_service(snapshot),
+        *_configuration(snapshot),
+        *_cache(snapshot),
+        *_token(snapshot),
+        *_beat(snapshot),
+        *_service(snapshot),
     ]
     reasons.sort(key=lambda reason: -reason.status.rank)
     status = reasons[0].status if reasons else Status.OK

@@ -69,20 +69,34 @@ def run_probe() -> ProbeResult:
         steps.append(ProbeStep("token", False, _elapsed_ms(started), redact(f"{type(err).__name__}: {err}", secrets)))
         logger.warning("Health probe: no token (%s)", type(err).__name__)
         return ProbeResult(False, at, tuple(steps))
-    steps.append(ProbeStep(
-        "token", True, _elapsed_ms(started),
-        f"Token {token.fingerprint}, expires in {token.seconds_left():.0f} s.",
-    ))
+    steps.append(
+        ProbeStep(
+            "token",
+            True,
+            _elapsed_ms(started),
+            f"Token {token.fingerprint}, expires in {token.seconds_left():.0f} s.",
+        )
+    )
 
     started = time.monotonic()
     try:
         account = valid_account_id(config.probe_account_id)
         if config.bookmaker_id is None or config.sub_bookmaker_id is None:
             raise BettorSenseConfigurationError("BOOKMAKER_ID and SUB_BOOKMAKER_ID are not set.")
-        client.get_json(config, (
-            "v1", "Operator", "PlayerRiskProfile", "bookmakers", str(config.bookmaker_id),
-            "sub-bookmakers", str(config.sub_bookmaker_id), "accountid", account,
-        ))
+        client.get_json(
+            config,
+            (
+                "v1",
+                "Operator",
+                "PlayerRiskProfile",
+                "bookmakers",
+                str(config.bookmaker_id),
+                "sub-bookmakers",
+                str(config.sub_bookmaker_id),
+                "accountid",
+                account,
+            ),
+        )
     except ProfileUnavailable as err:
         detail = f"The API answered: {type(err).__name__} (HTTP {err.status_code}) for {account!r}."
         steps.append(ProbeStep("api", True, _elapsed_ms(started), detail))

@@ -106,7 +106,9 @@ def health_json(snapshot: Snapshot, health: Health, *, full: bool) -> dict[str, 
             "backend": snapshot.cache.backend,
             "shared": snapshot.cache.shared,
             "reachable": snapshot.cache.reachable,
-        } if snapshot.cache else None,
+        }
+        if snapshot.cache
+        else None,
         "checks": [{"level": c.level, "id": c.id, "message": c.message} for c in snapshot.checks],
     }
 

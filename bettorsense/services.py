@@ -49,7 +49,15 @@ _NOT_FOUND_ERRORS: dict[str, type[ProfileUnavailable]] = {
 }
 # Where the envelope of the batch endpoint may keep its list (the vendor does not publish it).
 _ITEM_KEYS = (
-    "items", "results", "data", "profiles", "riskProfiles", "playerRiskProfiles", "content", "records", "value",
+    "items",
+    "results",
+    "data",
+    "profiles",
+    "riskProfiles",
+    "playerRiskProfiles",
+    "content",
+    "records",
+    "value",
 )
 _TOTAL_PAGE_KEYS = ("totalPages", "pageCount", "total_pages", "pages")
 
@@ -90,8 +98,9 @@ def _warn_cache(err: CacheUnavailable, outcome: str) -> None:
         logger.debug("Profile cache unavailable (%s); %s", err, outcome)
         return
     _cache_warned_at = now
-    logger.warning("Profile cache unavailable (%s); %s (said at most every %.0f s per process)",
-                   err, outcome, _CACHE_WARN_EVERY)
+    logger.warning(
+        "Profile cache unavailable (%s); %s (said at most every %.0f s per process)", err, outcome, _CACHE_WARN_EVERY
+    )
 
 
 def _cache_get(config: Config, key: str) -> Any:
@@ -143,8 +152,15 @@ def get_player_risk_profile(
             _cache_until_recompute(config, key, stored.to_json())
             return stored
     segments = (
-        "v1", "Operator", "PlayerRiskProfile", "bookmakers", str(bookmaker),
-        "sub-bookmakers", str(sub_bookmaker), "accountid", account,
+        "v1",
+        "Operator",
+        "PlayerRiskProfile",
+        "bookmakers",
+        str(bookmaker),
+        "sub-bookmakers",
+        str(sub_bookmaker),
+        "accountid",
+        account,
     )
     try:
         body = client.get_json(config, segments)
@@ -268,5 +284,9 @@ def iter_risk_profiles(
 
 
 __all__ = [
-    "BettorSenseError", "PlayerRiskProfile", "get_player_risk_profile", "iter_risk_profile_pages", "iter_risk_profiles",
+    "BettorSenseError",
+    "PlayerRiskProfile",
+    "get_player_risk_profile",
+    "iter_risk_profile_pages",
+    "iter_risk_profiles",
 ]

@@ -119,7 +119,9 @@ def take_snapshot() -> Snapshot:
             reachable=cache_error is None,
             error=cache_error,
         ),
-        token=None if token is None else TokenInfo(
+        token=None
+        if token is None
+        else TokenInfo(
             fingerprint=token.fingerprint,
             issued_at=token.issued_at,
             expires_at=token.expires_at,
@@ -129,9 +131,7 @@ def take_snapshot() -> Snapshot:
         fleet=fleet,
         breaker=str(get_breaker(config).state()) if cache_error is None else None,
         last_api_call=last_call,
-        checks=tuple(
-            CheckResult(c.level, c.id, clean(c.message), clean(c.hint)) for c in checks
-        ),
+        checks=tuple(CheckResult(c.level, c.id, clean(c.message), clean(c.hint)) for c in checks),
     )
 
 

@@ -127,15 +127,21 @@ def read_token_state(config: Config) -> TokenState:
     cache = caches[config.cache_alias]
     now = time.time()
     minute, hour = int(now // 60), int(now // 3600)
-    minute_keys = {name: [cache_key(config, f"count:{name}:m{m}") for m in range(minute - 59, minute + 1)]
-                   for name in ("requests", "renewals")}
-    hour_keys = {name: [cache_key(config, f"count:{name}:h{h}") for h in range(hour - 23, hour + 1)]
-                 for name in ("requests", "renewals")}
+    minute_keys = {
+        name: [cache_key(config, f"count:{name}:m{m}") for m in range(minute - 59, minute + 1)]
+        for name in ("requests", "renewals")
+    }
+    hour_keys = {
+        name: [cache_key(config, f"count:{name}:h{h}") for h in range(hour - 23, hour + 1)]
+        for name in ("requests", "renewals")
+    }
     names = ["state:last_renewal", "state:last_error", "state:beat"]
     with guard_cache():
-        values = cache.get_many([cache_key(config, n) for n in names]
-                                + [k for keys in minute_keys.values() for k in keys]
-                                + [k for keys in hour_keys.values() for k in keys])
+        values = cache.get_many(
+            [cache_key(config, n) for n in names]
+            + [k for keys in minute_keys.values() for k in keys]
+            + [k for keys in hour_keys.values() for k in keys]
+        )
 
     def total(keys: list[str]) -> int:
         return sum(int(values.get(k) or 0) for k in keys)

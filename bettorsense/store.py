@@ -99,7 +99,10 @@ class SharedTokenStore:
 
     def _seal_token(self, token: AccessToken) -> str:
         payload: dict[str, Any] = {
-            "v": token.value, "t": token.token_type, "i": token.issued_at, "e": token.expires_at,
+            "v": token.value,
+            "t": token.token_type,
+            "i": token.issued_at,
+            "e": token.expires_at,
         }
         return seal(self.config.encryption_key, payload)
 

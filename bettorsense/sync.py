@@ -35,7 +35,14 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[SyncRun], None]
 _UPDATE_FIELDS = [
-    "risk_score", "risk_category", "band", "percentile", "category_scores", "last_updated", "fetched_at", "changed_at",
+    "risk_score",
+    "risk_category",
+    "band",
+    "percentile",
+    "category_scores",
+    "last_updated",
+    "fetched_at",
+    "changed_at",
 ]
 
 
@@ -87,9 +94,11 @@ def _watermark_from(config: Config, bookmaker: int, sub_bookmaker: int) -> datet
 
 def _resumable(bookmaker: int, sub_bookmaker: int, mode: str, watermark: datetime | None) -> SyncRun | None:
     """The last run, if it failed after committing pages of the same request."""
-    last = SyncRun.objects.filter(bookmaker_id=bookmaker, sub_bookmaker_id=sub_bookmaker).order_by(
-        "-started_at", "-id"
-    ).first()
+    last = (
+        SyncRun.objects.filter(bookmaker_id=bookmaker, sub_bookmaker_id=sub_bookmaker)
+        .order_by("-started_at", "-id")
+        .first()
+    )
     if (
         last is not None
         and last.status == SyncRun.Status.FAILED
@@ -149,7 +158,11 @@ def run_sync(
         run.save(update_fields=["status", "finished_at"])
         logger.info(
             "Sync %s succeeded: %d pages, %d profiles, %d created, %d changed",
-            run.pk, run.pages, run.profiles_seen, run.profiles_created, run.profiles_changed,
+            run.pk,
+            run.pages,
+            run.profiles_seen,
+            run.profiles_created,
+            run.profiles_changed,
         )
         return run
     finally:
@@ -180,10 +193,16 @@ def _run_pages(run: SyncRun, watermark: datetime | None, lock: _SyncLock, progre
             run.profiles_created += created
             run.profiles_changed += changed
             run.checkpoint_page = page_number
-            run.save(update_fields=[
-                "pages", "profiles_seen", "profiles_created", "profiles_changed",
-                "checkpoint_page", "watermark_reached",
-            ])
+            run.save(
+                update_fields=[
+                    "pages",
+                    "profiles_seen",
+                    "profiles_created",
+                    "profiles_changed",
+                    "checkpoint_page",
+                    "watermark_reached",
+                ]
+            )
         lock.touch()
         if progress is not None:
             progress(run)
@@ -196,8 +215,9 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
     accounts = [profile.player_id for profile in profiles]
     existing: dict[str, tuple[float, int, datetime]] = {
         account: (score, band, changed_at)
-        for account, score, band, changed_at in StoredProfile.objects.filter(**scope, account_id__in=accounts)
-        .values_list("account_id", "risk_score", "band", "changed_at")
+        for account, score, band, changed_at in StoredProfile.objects.filter(
+            **scope, account_id__in=accounts
+        ).values_list("account_id", "risk_score", "band", "changed_at")
     }
     rows: list[StoredProfile] = []
     history: list[dict[str, Any]] = []
@@ -206,28 +226,35 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
     for profile in profiles:
         old = existing.get(profile.player_id)
         is_change = old is None or old[0] != profile.risk_score or old[1] != profile.band
-        rows.append(StoredProfile(
-            **scope,
-            account_id=profile.player_id,
-            risk_score=profile.risk_score,
-            risk_category=profile.risk_category,
-            band=profile.band,
-            percentile=profile.percentile,
-            category_scores=[{"key": c.key, "name": c.name, "score": c.score} for c in profile.category_scores],
-            last_updated=profile.last_updated,
-            fetched_at=now,
-            changed_at=now if is_change else old[2],  # type: ignore[index]
-        ))
+        rows.append(
+            StoredProfile(
+                **scope,
+                account_id=profile.player_id,
+                risk_score=profile.risk_score,
+                risk_category=profile.risk_category,
+                band=profile.band,
+                percentile=profile.percentile,
+                category_scores=[{"key": c.key, "name": c.name, "score": c.score} for c in profile.category_scores],
+                last_updated=profile.last_updated,
+                fetched_at=now,
+                changed_at=now if is_change else old[2],  # type: ignore[index]
+            )
+        )
         if old is None:
             created += 1
         elif is_change:
             changed += 1
         if is_change:
-            history.append({
-                "account": profile.player_id, "risk_score": profile.risk_score, "band": int(profile.band),
-                "previous_score": old[0] if old else None, "previous_band": old[1] if old else None,
-                "last_updated": profile.last_updated,
-            })
+            history.append(
+                {
+                    "account": profile.player_id,
+                    "risk_score": profile.risk_score,
+                    "band": int(profile.band),
+                    "previous_score": old[0] if old else None,
+                    "previous_band": old[1] if old else None,
+                    "last_updated": profile.last_updated,
+                }
+            )
         if old is not None and old[1] != profile.band:
             moves.append((profile.player_id, old[1], int(profile.band)))
     StoredProfile.objects.bulk_create(
@@ -238,17 +265,24 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
     )
     if history:
         ids = dict(
-            StoredProfile.objects.filter(**scope, account_id__in=[h["account"] for h in history])
-            .values_list("account_id", "id")
-        )
-        RiskProfileChange.objects.bulk_create([
-            RiskProfileChange(
-                profile_id=ids[h["account"]], risk_score=h["risk_score"], band=h["band"],
-                previous_score=h["previous_score"], previous_band=h["previous_band"],
-                last_updated=h["last_updated"], recorded_at=now,
+            StoredProfile.objects.filter(**scope, account_id__in=[h["account"] for h in history]).values_list(
+                "account_id", "id"
             )
-            for h in history
-        ])
+        )
+        RiskProfileChange.objects.bulk_create(
+            [
+                RiskProfileChange(
+                    profile_id=ids[h["account"]],
+                    risk_score=h["risk_score"],
+                    band=h["band"],
+                    previous_score=h["previous_score"],
+                    previous_band=h["previous_band"],
+                    last_updated=h["last_updated"],
+                    recorded_at=now,
+                )
+                for h in history
+            ]
+        )
     if moves:
         transaction.on_commit(lambda: _send_band_changes(scope, moves))
     return created, changed
@@ -264,6 +298,8 @@ def _send_band_changes(scope: dict[str, int], moves: list[tuple[str, int, int]])
         for receiver, response in responses:
             if isinstance(response, Exception):
                 logger.error(
-                    "risk_band_changed receiver %r failed for %s", receiver, account,
+                    "risk_band_changed receiver %r failed for %s",
+                    receiver,
+                    account,
                     exc_info=(type(response), response, response.__traceback__),
                 )

@@ -303,9 +303,7 @@ class TokenManager:
             if isinstance(current, AccessToken) and self._usable(current, time.time()):
                 return current, RefreshOutcome.NOT_DUE
 
-    def _fetch_and_publish(
-        self, origin: str, usable: AccessToken | None
-    ) -> tuple[AccessToken, RefreshOutcome]:
+    def _fetch_and_publish(self, origin: str, usable: AccessToken | None) -> tuple[AccessToken, RefreshOutcome]:
         started = time.time()
         try:
             token = self._fetch(origin)
@@ -316,7 +314,10 @@ class TokenManager:
             if usable is not None and self._usable(usable, time.time()):
                 logger.warning(
                     "Token renewal failed (%s); still serving token %s, %.0f s left; next try in %.1f s",
-                    type(err).__name__, usable.fingerprint, usable.seconds_left(), delay,
+                    type(err).__name__,
+                    usable.fingerprint,
+                    usable.seconds_left(),
+                    delay,
                 )
                 self._remember(usable, time.time(), quiet_until=time.time() + delay)
                 return usable, RefreshOutcome.FAILED
@@ -395,15 +396,16 @@ class TokenManager:
         token = parse_token_response(response, sent_at=sent_at, secrets=(config.client_secret,))
         logger.info(
             "Token renewed by %s in pid %s: %s, expires in %.0f s",
-            origin, os.getpid(), token.fingerprint, token.lifetime,
+            origin,
+            os.getpid(),
+            token.fingerprint,
+            token.lifetime,
         )
         return token
 
 
 @sensitive_variables("secrets", "body", "response")
-def parse_token_response(
-    response: requests.Response, *, sent_at: float, secrets: tuple[str, ...] = ()
-) -> AccessToken:
+def parse_token_response(response: requests.Response, *, sent_at: float, secrets: tuple[str, ...] = ()) -> AccessToken:
     """Map a token endpoint response to a token or to the typed error that says what to check."""
     status = response.status_code
     body = _json_or_none(response)

@@ -1,10 +1,10 @@
 """``python -m e2e``: run the end-to-end scenarios, print the results table, exit 1 if any failed.
 
-    make e2e                                  # every scenario on PostgreSQL + Redis, then scenario 1 on the
-                                              # embedded defaults, then the leak search over all of them
-    make e2e SCENARIO=3                       # one scenario (or a list: SCENARIO=1,2)
-    make e2e E2E_PROFILE=embedded SCENARIO=1  # SQLite + database cache + filesystem broker only
-    .venv/bin/python -m e2e --help
+make e2e                                  # every scenario on PostgreSQL + Redis, then scenario 1 on the
+                                          # embedded defaults, then the leak search over all of them
+make e2e SCENARIO=3                       # one scenario (or a list: SCENARIO=1,2)
+make e2e E2E_PROFILE=embedded SCENARIO=1  # SQLite + database cache + filesystem broker only
+.venv/bin/python -m e2e --help
 """
 
 from __future__ import annotations
@@ -48,8 +48,14 @@ DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/postgres"
 
 def _migrate(profile: Profile) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BETTORSENSE_", "CELERY_", "DJANGO_"))}
-    env.update({"DJANGO_SETTINGS_MODULE": "e2e.settings", "DATABASE_URL": profile.database_url,
-                "CACHE_URL": "dbcache://bettorsense_cache", "SECRET_KEY": "e2e-migrate"})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "e2e.settings",
+            "DATABASE_URL": profile.database_url,
+            "CACHE_URL": "dbcache://bettorsense_cache",
+            "SECRET_KEY": "e2e-migrate",
+        }
+    )
     manage(env, "migrate", "--noinput", "-v", "0")
     if not profile.redis:
         manage(env, "createcachetable")
@@ -83,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("all", "services", "embedded"), default="all")
     parser.add_argument("--lifetime", type=float, default=20.0, help="Sandbox token lifetime, s (default 20).")
     parser.add_argument("--refresh-every", type=float, default=0.5, help="Beat interval, s (default 0.5).")
-    parser.add_argument("--pg-url", default=os.environ.get("E2E_PG_URL", DEFAULT_PG),
-                        help="PostgreSQL maintenance database; the suite creates and drops a database of its own.")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("E2E_PG_URL", DEFAULT_PG),
+        help="PostgreSQL maintenance database; the suite creates and drops a database of its own.",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the logs and bodies (the path is printed).")
     parser.add_argument("--results", default=str(ROOT / "artifacts" / "e2e-results.md"))
     args = parser.parse_args(argv)
@@ -96,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario(s) {unknown}; known: {sorted(known)}")
     timing = Timing(lifetime=args.lifetime, refresh_every=args.refresh_every)
     workdir = Path(tempfile.mkdtemp(prefix="bettorsense-e2e-"))
-    print(f"e2e: scenarios {chosen}, profile {args.profile}, token lifetime {timing.lifetime:g} s, "
-          f"window {timing.window:g} s, beat every {timing.refresh_every:g} s; work dir {workdir}", flush=True)
+    print(
+        f"e2e: scenarios {chosen}, profile {args.profile}, token lifetime {timing.lifetime:g} s, "
+        f"window {timing.window:g} s, beat every {timing.refresh_every:g} s; work dir {workdir}",
+        flush=True,
+    )
     results: list[ScenarioResult] = []
     contexts: list[Context] = []
     suite_started = time.time()
@@ -114,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                         _run(number, profile, ctx, results)
             if args.profile in ("all", "embedded"):
                 (workdir / "broker").mkdir()
-                profile = Profile("embedded", f"sqlite:///{workdir / 'e2e.sqlite3'}", redis=False,
-                                  broker_dir=workdir / "broker")
+                profile = Profile(
+                    "embedded", f"sqlite:///{workdir / 'e2e.sqlite3'}", redis=False, broker_dir=workdir / "broker"
+                )
                 _migrate(profile)
                 ctx = Context(profile, workdir, timing)
                 contexts.append(ctx)
@@ -131,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         table = render(results)
         print("\n" + table)
-        print(f"e2e: {sum(r.passed for r in results)}/{len(results)} scenario runs passed "
-              f"in {time.time() - suite_started:.0f} s", flush=True)
+        print(
+            f"e2e: {sum(r.passed for r in results)}/{len(results)} scenario runs passed "
+            f"in {time.time() - suite_started:.0f} s",
+            flush=True,
+        )
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(table)
         if args.keep:

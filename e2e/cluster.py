@@ -65,7 +65,12 @@ class Process:
     def start(self) -> Process:
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         return self
@@ -147,8 +152,19 @@ class Redis:
 
     def start(self) -> None:
         argv = [
-            shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", LOOPBACK,
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
         ]
         self.process = Process("redis", argv, dict(os.environ), self.workdir / "redis.log").start()
         wait_until(f"redis-server on port {self.port}", self.ping, 20)
@@ -170,8 +186,16 @@ class Redis:
 class Cluster:
     """The whole deployment for one scenario; ``with Cluster(...) as cluster:`` stops everything."""
 
-    def __init__(self, name: str, profile: Profile, workdir: Path, timing: Timing, secrets_: Secrets,
-                 *, enforce_reuse: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        workdir: Path,
+        timing: Timing,
+        secrets_: Secrets,
+        *,
+        enforce_reuse: bool = True,
+    ) -> None:
         self.name = name
         self.profile = profile
         self.timing = timing
@@ -206,28 +230,30 @@ class Cluster:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BETTORSENSE_", "CELERY_", "DJANGO_"))}
-        env.update({
-            "PYTHONUNBUFFERED": "1",
-            "DJANGO_SETTINGS_MODULE": "e2e.settings",
-            "DEBUG": "False",
-            "SECRET_KEY": self.secrets.secret_key,
-            "DATABASE_URL": self.profile.database_url,
-            "CACHE_URL": self.cache_url,
-            "CELERY_BROKER_URL": self.broker_url,
-            "CELERY_BROKER_POLLING_INTERVAL": "0.05",
-            "BETTORSENSE_ENVIRONMENT": "sandbox",
-            "BETTORSENSE_CLIENT_ID": self.secrets.client_id,
-            "BETTORSENSE_CLIENT_SECRET": self.secrets.client_secret,
-            "BETTORSENSE_TOKEN_URL": f"http://{LOOPBACK}:{self.sandbox_port}/oauth/token",
-            "BETTORSENSE_API_URL": f"http://{LOOPBACK}:{self.sandbox_port}/ci/api/rg",
-            "BETTORSENSE_REFRESH_EVERY": str(self.timing.refresh_every),
-            "BETTORSENSE_REFRESH_MARGIN": str(self.timing.refresh_margin),
-            "BETTORSENSE_HEALTH_TOKEN": self.secrets.health_token,
-            "BETTORSENSE_LOG_LEVEL": "INFO",
-            "BETTORSENSE_E2E_OVERRIDES": json.dumps({**OVERRIDES, "KEY_PREFIX": self.key_prefix}),
-            "BETTORSENSE_E2E_BEAT_SCHEDULE": str(self.private / "celerybeat-schedule"),
-            "BETTORSENSE_E2E_QUEUE": self.queue,
-        })
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "DJANGO_SETTINGS_MODULE": "e2e.settings",
+                "DEBUG": "False",
+                "SECRET_KEY": self.secrets.secret_key,
+                "DATABASE_URL": self.profile.database_url,
+                "CACHE_URL": self.cache_url,
+                "CELERY_BROKER_URL": self.broker_url,
+                "CELERY_BROKER_POLLING_INTERVAL": "0.05",
+                "BETTORSENSE_ENVIRONMENT": "sandbox",
+                "BETTORSENSE_CLIENT_ID": self.secrets.client_id,
+                "BETTORSENSE_CLIENT_SECRET": self.secrets.client_secret,
+                "BETTORSENSE_TOKEN_URL": f"http://{LOOPBACK}:{self.sandbox_port}/oauth/token",
+                "BETTORSENSE_API_URL": f"http://{LOOPBACK}:{self.sandbox_port}/ci/api/rg",
+                "BETTORSENSE_REFRESH_EVERY": str(self.timing.refresh_every),
+                "BETTORSENSE_REFRESH_MARGIN": str(self.timing.refresh_margin),
+                "BETTORSENSE_HEALTH_TOKEN": self.secrets.health_token,
+                "BETTORSENSE_LOG_LEVEL": "INFO",
+                "BETTORSENSE_E2E_OVERRIDES": json.dumps({**OVERRIDES, "KEY_PREFIX": self.key_prefix}),
+                "BETTORSENSE_E2E_BEAT_SCHEDULE": str(self.private / "celerybeat-schedule"),
+                "BETTORSENSE_E2E_QUEUE": self.queue,
+            }
+        )
         if self.profile.broker_dir is not None:
             env["CELERY_BROKER_DIR"] = str(self.profile.broker_dir / self.name)
         return env
@@ -240,13 +266,25 @@ class Cluster:
         return process
 
     def start_sandbox(self) -> None:
-        self._start("sandbox", [
-            PYTHON, "-m", "bettorsense.sandbox", "--host", LOOPBACK, "--port", str(self.sandbox_port),
-            "--token-lifetime", f"{self.timing.lifetime:g}",
-            "--enforce-reuse" if self.enforce_reuse else "--no-enforce-reuse",
-            "--client", f"{self.secrets.client_id}:{self.secrets.client_secret}",
-            "--log-level", "INFO",
-        ])
+        self._start(
+            "sandbox",
+            [
+                PYTHON,
+                "-m",
+                "bettorsense.sandbox",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(self.sandbox_port),
+                "--token-lifetime",
+                f"{self.timing.lifetime:g}",
+                "--enforce-reuse" if self.enforce_reuse else "--no-enforce-reuse",
+                "--client",
+                f"{self.secrets.client_id}:{self.secrets.client_secret}",
+                "--log-level",
+                "INFO",
+            ],
+        )
         wait_until("the sandbox", self._sandbox_up, 30)
 
     def _sandbox_up(self) -> bool:
@@ -256,28 +294,74 @@ class Cluster:
             return False
 
     def start_worker(self) -> None:
-        self._start("worker", [
-            PYTHON, "-m", "celery", "-A", "project", "worker", "--loglevel", "INFO", "--concurrency", "2",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--hostname", f"{self.queue}@%h",
-        ])
+        self._start(
+            "worker",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"{self.queue}@%h",
+            ],
+        )
 
     def start_beat(self) -> None:
-        self._start("beat", [
-            PYTHON, "-m", "celery", "-A", "project", "beat", "--loglevel", "INFO",
-            "--schedule", str(self.private / "celerybeat-schedule"), "--pidfile", str(self.private / "beat.pid"),
-        ])
+        self._start(
+            "beat",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.private / "celerybeat-schedule"),
+                "--pidfile",
+                str(self.private / "beat.pid"),
+            ],
+        )
 
     def stop_beat(self) -> None:
         self.processes.pop("beat").stop()
 
     def start_web(self) -> None:
-        self._start("web", [
-            PYTHON, "-m", "gunicorn", "project.wsgi:application", "--bind", f"{LOOPBACK}:{self.web_port}",
-            "--workers", str(WEB_WORKERS), "--timeout", "60", "--graceful-timeout", "5",
-            "--access-logfile", "-", "--error-logfile", "-", "--log-level", "info",
-            "--no-control-socket",  # gunicorn 27 would share ~/.gunicorn/gunicorn.ctl with every other run
-        ])
+        self._start(
+            "web",
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "project.wsgi:application",
+                "--bind",
+                f"{LOOPBACK}:{self.web_port}",
+                "--workers",
+                str(WEB_WORKERS),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                "--access-logfile",
+                "-",
+                "--error-logfile",
+                "-",
+                "--log-level",
+                "info",
+                "--no-control-socket",  # gunicorn 27 would share ~/.gunicorn/gunicorn.ctl with every other run
+            ],
+        )
 
     def start_harvester(self) -> None:
         self._start("harvest", [PYTHON, "-m", "e2e.harvest", str(self.private / "tokens.txt")])
@@ -290,8 +374,9 @@ class Cluster:
         self.start_worker()
         self.start_beat()
         self.start_web()
-        wait_until("gunicorn's workers", lambda: self.log_text("web").count("Booting worker") >= WEB_WORKERS,
-                   STARTUP_TIMEOUT)
+        wait_until(
+            "gunicorn's workers", lambda: self.log_text("web").count("Booting worker") >= WEB_WORKERS, STARTUP_TIMEOUT
+        )
         wait_until("the demo's health endpoint", self._web_up, STARTUP_TIMEOUT)
         wait_until("the Celery worker", lambda: " ready." in self.log_text("worker"), STARTUP_TIMEOUT)
         # Ready when beat's first tick, run by the worker, has put the first token in the cache.
@@ -361,8 +446,12 @@ class Cluster:
     def status_command(self, label: str = "status") -> tuple[int, dict[str, Any] | None]:
         """``manage.py bettorsense_status --json``; output kept for the leak search."""
         done = subprocess.run(
-            [PYTHON, "manage.py", "bettorsense_status", "--json"], cwd=ROOT, env=self.env(),
-            capture_output=True, timeout=120, check=False,
+            [PYTHON, "manage.py", "bettorsense_status", "--json"],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         self.save_body(label, done.returncode, {}, done.stdout + b"\n" + done.stderr)
         try:
@@ -378,8 +467,9 @@ class Cluster:
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 300) -> str:
-    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, timeout=timeout, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout.decode()}\n{done.stderr.decode()}")
     return done.stdout.decode()

@@ -25,16 +25,87 @@ ROUTE = re.compile(r"^players/(?P<account_id>.+)/risk-profile/$", re.DOTALL)
 LOAD_ACCOUNT = re.compile(r"^player_\d+$")  # what the load generator asks for; no case may decode to it
 
 TRICKS = [
-    "..", ".", "...", "%2e%2e", "%2E", "%2e", "..%2f..%2fRiskProfiles", "a/../b", "a/./b", "../../admin", "%2F", "/",
-    "//", "a//b", "..\\..", "%5c", "a%5c..%5cb", ";", "a;b=c", "@", "~", "%", "%zz", "%2", "%%32%65", "%252e%252e",
-    "%c0%ae%c0%ae", "%u002e", "%3F", "%23", "&", "=", "+", "%20", " x", "%09", "%0d%0a", "%0a", ".%00.", "%00",
-    "x/risk-profile", "a/risk-profile/b", "player_1/../player_2", "player_1%2F..%2Fplayer_2",
-    "player_1%2F..%2F..%2F..%2FRiskProfiles%2Fbookmakers%2F123%2Fsub-bookmakers%2F456", "player_01", "PLAYER_1",
-    "player_1%20", "player_-1", "player_1.0", "player_%31", "not_created_x", "inactive_y", "%ff", "%fe%ff",
-    "%ed%a0%80", "%c3%28", "%e2%80%ae", "%ef%bb%bf", "%e2%80%a8", "%c2%85", "%ef%bf%bf", "%f0%9f%92%a9",
-    "caf%c3%a9", "cafe%cc%81", "%e2%80%8d", "%d8%a7%d9%84%d8%b9%d8%b1%d8%a8%d9%8a%d8%a9", "%e4%b8%ad%e6%96%87",
-    "%2Fci%2Fapi%2Frg%2Fv1", "?page=2", "a?b", "#frag", "a#b", "%3Fpage%3D2", "x" * 64, "x" * 65,
-    "%41" * 64, "%41" * 65, "%c3%a9" * 64, "%c3%a9" * 65, "\U0001d518".encode().hex(),
+    "..",
+    ".",
+    "...",
+    "%2e%2e",
+    "%2E",
+    "%2e",
+    "..%2f..%2fRiskProfiles",
+    "a/../b",
+    "a/./b",
+    "../../admin",
+    "%2F",
+    "/",
+    "//",
+    "a//b",
+    "..\\..",
+    "%5c",
+    "a%5c..%5cb",
+    ";",
+    "a;b=c",
+    "@",
+    "~",
+    "%",
+    "%zz",
+    "%2",
+    "%%32%65",
+    "%252e%252e",
+    "%c0%ae%c0%ae",
+    "%u002e",
+    "%3F",
+    "%23",
+    "&",
+    "=",
+    "+",
+    "%20",
+    " x",
+    "%09",
+    "%0d%0a",
+    "%0a",
+    ".%00.",
+    "%00",
+    "x/risk-profile",
+    "a/risk-profile/b",
+    "player_1/../player_2",
+    "player_1%2F..%2Fplayer_2",
+    "player_1%2F..%2F..%2F..%2FRiskProfiles%2Fbookmakers%2F123%2Fsub-bookmakers%2F456",
+    "player_01",
+    "PLAYER_1",
+    "player_1%20",
+    "player_-1",
+    "player_1.0",
+    "player_%31",
+    "not_created_x",
+    "inactive_y",
+    "%ff",
+    "%fe%ff",
+    "%ed%a0%80",
+    "%c3%28",
+    "%e2%80%ae",
+    "%ef%bb%bf",
+    "%e2%80%a8",
+    "%c2%85",
+    "%ef%bf%bf",
+    "%f0%9f%92%a9",
+    "caf%c3%a9",
+    "cafe%cc%81",
+    "%e2%80%8d",
+    "%d8%a7%d9%84%d8%b9%d8%b1%d8%a8%d9%8a%d8%a9",
+    "%e4%b8%ad%e6%96%87",
+    "%2Fci%2Fapi%2Frg%2Fv1",
+    "?page=2",
+    "a?b",
+    "#frag",
+    "a#b",
+    "%3Fpage%3D2",
+    "x" * 64,
+    "x" * 65,
+    "%41" * 64,
+    "%41" * 65,
+    "%c3%a9" * 64,
+    "%c3%a9" * 65,
+    "\U0001d518".encode().hex(),
 ]
 
 
@@ -121,8 +192,14 @@ class Answer:
 
 
 def send(port: int, case: Case, timeout: float = 30.0) -> Answer:
-    request = (case.method.encode() + b" " + case.target + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode()
-               + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    request = (
+        case.method.encode()
+        + b" "
+        + case.target
+        + b" HTTP/1.1\r\nHost: 127.0.0.1:"
+        + str(port).encode()
+        + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
     chunks: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)

@@ -95,6 +95,6 @@ def scan(files: Iterable[Path], needles: list[Needle], canary_tokens: set[str]) 
 
 
 def _excerpt(text: str, match: re.Match[str], label: str) -> str:
-    before = text[max(0, match.start() - 40):match.start()].replace("\n", " ")
-    after = text[match.end():match.end() + 20].replace("\n", " ")
+    before = text[max(0, match.start() - 40) : match.start()].replace("\n", " ")
+    after = text[match.end() : match.end() + 20].replace("\n", " ")
     return f"…{before}[{label}]{after}…"

@@ -52,8 +52,16 @@ class Call:
 class Load:
     """``threads`` callers, each waiting ``think`` seconds between calls, until stopped or ``max_seconds``."""
 
-    def __init__(self, base_url: str, bodies_dir: Path, *, threads: int = 4, think: float = 0.02,
-                 max_seconds: float = 900.0, seed: int = 1) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        bodies_dir: Path,
+        *,
+        threads: int = 4,
+        think: float = 0.02,
+        max_seconds: float = 900.0,
+        seed: int = 1,
+    ) -> None:
         if urlsplit(base_url).hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the load generator only calls loopback")
         self.base_url = base_url.rstrip("/")
@@ -106,8 +114,18 @@ class Load:
                 if isinstance(body, dict):
                     error, message, source = body.get("error"), body.get("message"), body.get("source")
                 self._keep_body(response)
-                self._record(Call(started, ended, response.status_code, error, message, source, fresh,
-                                  response.headers.get("Retry-After")))
+                self._record(
+                    Call(
+                        started,
+                        ended,
+                        response.status_code,
+                        error,
+                        message,
+                        source,
+                        fresh,
+                        response.headers.get("Retry-After"),
+                    )
+                )
             self._stop.wait(self.think)
 
     def _record(self, call: Call) -> None:

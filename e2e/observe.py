@@ -34,8 +34,13 @@ class Event:
     message: str
 
 
-def events(cluster: Cluster, pattern: str, processes: tuple[str, ...] = ("web", "worker", "beat"),
-           start: float = 0.0, end: float = float("inf")) -> list[Event]:
+def events(
+    cluster: Cluster,
+    pattern: str,
+    processes: tuple[str, ...] = ("web", "worker", "beat"),
+    start: float = 0.0,
+    end: float = float("inf"),
+) -> list[Event]:
     """Log lines of the app whose message matches ``pattern``, between ``start`` and ``end``."""
     regex = re.compile(pattern)
     found: list[Event] = []

@@ -68,6 +68,8 @@ def render(results: list[ScenarioResult]) -> str:
     lines.append("| --- | --- | --- | --- | --- |")
     for result in results:
         verdict = "pass" if result.passed else "**FAIL**"
-        lines.append(f"| {result.number}. {_cell(result.title)} | {result.profile} | {verdict} | "
-                     f"{result.seconds:.0f} s | `{result.command}` |")
+        lines.append(
+            f"| {result.number}. {_cell(result.title)} | {result.profile} | {verdict} | "
+            f"{result.seconds:.0f} s | `{result.command}` |"
+        )
     return "\n".join(lines) + "\n"

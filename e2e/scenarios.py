@@ -80,9 +80,12 @@ def deployment(ctx: Context, name: str, *, enforce_reuse: bool = True, threads: 
     started = time.time()
     try:
         cluster.start()
-        print(f"  deployment {name} up in {time.time() - started:.0f} s "
-              f"(sandbox :{cluster.sandbox_port}, web :{cluster.web_port}"
-              f"{f', redis :{cluster.redis.port}' if cluster.redis else ''})", flush=True)
+        print(
+            f"  deployment {name} up in {time.time() - started:.0f} s "
+            f"(sandbox :{cluster.sandbox_port}, web :{cluster.web_port}"
+            f"{f', redis :{cluster.redis.port}' if cluster.redis else ''})",
+            flush=True,
+        )
         monitor.start()
         load.start()
         yield Deployment(cluster, load, monitor, ctx)
@@ -108,6 +111,7 @@ def statuses(samples: list[dict[str, Any]]) -> dict[str, int]:
 
 # --- 1. steady state ------------------------------------------------------------------------------
 
+
 def steady_state(ctx: Context, result: ScenarioResult, lifetimes: float = 5.2) -> None:
     """Five lifetimes of load: one token request per lifetime, all from beat; no 401, no failure."""
     with deployment(ctx, f"s1-{ctx.profile.name}") as d:
@@ -129,30 +133,48 @@ def steady_state(ctx: Context, result: ScenarioResult, lifetimes: float = 5.2) -
     tokens = token_delta(before, after)
     beat = events(cluster, RENEWED_BY_BEAT, ("worker",))
     by_request = events(cluster, RENEWED_BY_REQUEST, ("web", "worker"))
-    result.report("load", f"{len(calls)} calls over {span:.2f} lifetimes of {lifetime:g} s "
-                          f"({len(calls) / (after.at - before.at):.0f}/s), {latency_ms(calls)}")
-    result.check("token requests in the window", f"{tokens['total']} over {span:.2f} lifetimes",
-                 "lifetimes ± 1", abs(tokens["total"] - span) <= 1)
+    result.report(
+        "load",
+        f"{len(calls)} calls over {span:.2f} lifetimes of {lifetime:g} s "
+        f"({len(calls) / (after.at - before.at):.0f}/s), {latency_ms(calls)}",
+    )
+    result.check(
+        "token requests in the window",
+        f"{tokens['total']} over {span:.2f} lifetimes",
+        "lifetimes ± 1",
+        abs(tokens["total"] - span) <= 1,
+    )
     result.check("token requests refused (reuse rule or other)", tokens["rejected"], "0", tokens["rejected"] == 0)
     whole = cluster.token_stats(cluster.final_stats)
-    result.check("token requests on the request path (whole run)",
-                 f"{len(by_request)} logged 'by request'; the sandbox saw {whole['total']}, "
-                 f"beat logged {len(beat)} renewals",
-                 "0, and every token request the sandbox saw is a beat renewal",
-                 not by_request and whole["total"] == len(beat))
+    result.check(
+        "token requests on the request path (whole run)",
+        f"{len(by_request)} logged 'by request'; the sandbox saw {whole['total']}, beat logged {len(beat)} renewals",
+        "0, and every token request the sandbox saw is a beat renewal",
+        not by_request and whole["total"] == len(beat),
+    )
     api401 = status_delta(before, after, "401")
     logged401 = events(cluster, API_401, ("web",))
-    result.check("401s reaching the client/service layer", f"{api401} at the sandbox, {len(logged401)} logged",
-                 "0", api401 == 0 and not logged401)
-    result.check("failed calls", f"{len(failed(calls))} of {len(calls)} {error_counts(calls) or ''}".strip(),
-                 "0", not failed(calls) and len(calls) > 0)
+    result.check(
+        "401s reaching the client/service layer",
+        f"{api401} at the sandbox, {len(logged401)} logged",
+        "0",
+        api401 == 0 and not logged401,
+    )
+    result.check(
+        "failed calls",
+        f"{len(failed(calls))} of {len(calls)} {error_counts(calls) or ''}".strip(),
+        "0",
+        not failed(calls) and len(calls) > 0,
+    )
     result.report("health samples (every half lifetime)", statuses(health))
 
 
 # --- 2. beat stopped ------------------------------------------------------------------------------
 
-def _wait_health(cluster: Cluster, label: str, predicate: Callable[[dict[str, Any]], bool],
-                 timeout: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+
+def _wait_health(
+    cluster: Cluster, label: str, predicate: Callable[[dict[str, Any]], bool], timeout: float
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """Sample the full health body until ``predicate`` holds; the matching body (or None) and every sample."""
     samples: list[dict[str, Any]] = []
     deadline = time.time() + timeout
@@ -182,9 +204,11 @@ def beat_stopped(ctx: Context, result: ScenarioResult, down_lifetimes: float = 2
         cluster.start_beat()
         # Back to steady state once beat's tick is recorded again and the health is ok.
         back_body, back_health = _wait_health(
-            cluster, "s2-beat-back",
+            cluster,
+            "s2-beat-back",
             lambda b: b["status"] == "ok" and b["beat"]["age"] is not None and b["beat"]["age"] < stale_after,
-            timeout=90)
+            timeout=90,
+        )
         back = d.monitor.sample()
         d.sleep(1.5 * lifetime)
         end = d.monitor.sample()
@@ -195,48 +219,85 @@ def beat_stopped(ctx: Context, result: ScenarioResult, down_lifetimes: float = 2
     span = (restart.at - stop.at) / lifetime
     lazy = events(cluster, RENEWED_BY_REQUEST, ("web",), stop.at, restart.at)
     beat_down = events(cluster, RENEWED_BY_BEAT, ("worker",), stop.at + 1, restart.at)
-    result.report("load while beat is down", f"{len(down_calls)} calls over {span:.2f} lifetimes, "
-                                             f"{latency_ms(down_calls)}")
-    result.check("failed calls while beat is down",
-                 f"{len(failed(down_calls))} of {len(down_calls)} {error_counts(down_calls) or ''}".strip(), "0",
-                 not failed(down_calls) and len(down_calls) > 0)
-    result.check("token requests while beat is down, all lazy renewals by requests",
-                 f"{down['total']} at the sandbox; {len(lazy)} logged 'by request' "
-                 f"(pids {sorted({e.pid for e in lazy})}); {len(beat_down)} by beat",
-                 f"≥ 1 and ≤ ⌈{span:.2f}⌉ (one per lifetime), each one a request-path renewal",
-                 1 <= down["total"] <= math.ceil(span) and down["total"] == len(lazy) and not beat_down)
-    result.check("single flight while beat is down: refused or duplicate token requests",
-                 f"{down['rejected']} refused, {down['violations']} reuse violations", "0 (reuse rule on)",
-                 down["rejected"] == 0 and down["violations"] == 0)
+    result.report(
+        "load while beat is down", f"{len(down_calls)} calls over {span:.2f} lifetimes, {latency_ms(down_calls)}"
+    )
+    result.check(
+        "failed calls while beat is down",
+        f"{len(failed(down_calls))} of {len(down_calls)} {error_counts(down_calls) or ''}".strip(),
+        "0",
+        not failed(down_calls) and len(down_calls) > 0,
+    )
+    result.check(
+        "token requests while beat is down, all lazy renewals by requests",
+        f"{down['total']} at the sandbox; {len(lazy)} logged 'by request' "
+        f"(pids {sorted({e.pid for e in lazy})}); {len(beat_down)} by beat",
+        f"≥ 1 and ≤ ⌈{span:.2f}⌉ (one per lifetime), each one a request-path renewal",
+        1 <= down["total"] <= math.ceil(span) and down["total"] == len(lazy) and not beat_down,
+    )
+    result.check(
+        "single flight while beat is down: refused or duplicate token requests",
+        f"{down['rejected']} refused, {down['violations']} reuse violations",
+        "0 (reuse rule on)",
+        down["rejected"] == 0 and down["violations"] == 0,
+    )
     judged = [s for s in down_health if s["_at"] > stop.at + stale_after + 2]
-    named = [s for s in judged if s["status"] == "degraded" and "beat-stale" in reasons(s)
-             and any("beat" in r["message"].lower() for r in s["reasons"])]
-    result.check("health endpoint while beat is down", f"{len(named)} of {len(judged)} samples degraded, "
-                 f"naming beat (statuses {statuses(judged)})", "all degraded with reason beat-stale",
-                 bool(judged) and len(named) == len(judged))
-    result.check("bettorsense_status --json while beat is down",
-                 f"exit {status_code}, status {status_body and status_body.get('status')}, "
-                 f"reasons {sorted(reasons(status_body or {}))}", "exit 0, degraded, beat-stale",
-                 status_code == 0 and bool(status_body) and status_body.get("status") == "degraded"
-                 and "beat-stale" in reasons(status_body or {}))
-    result.check("health once beat is back", f"{back_body['status'] if back_body else statuses(back_health)}",
-                 "ok", back_body is not None)
+    named = [
+        s
+        for s in judged
+        if s["status"] == "degraded"
+        and "beat-stale" in reasons(s)
+        and any("beat" in r["message"].lower() for r in s["reasons"])
+    ]
+    result.check(
+        "health endpoint while beat is down",
+        f"{len(named)} of {len(judged)} samples degraded, naming beat (statuses {statuses(judged)})",
+        "all degraded with reason beat-stale",
+        bool(judged) and len(named) == len(judged),
+    )
+    result.check(
+        "bettorsense_status --json while beat is down",
+        f"exit {status_code}, status {status_body and status_body.get('status')}, "
+        f"reasons {sorted(reasons(status_body or {}))}",
+        "exit 0, degraded, beat-stale",
+        status_code == 0
+        and bool(status_body)
+        and status_body.get("status") == "degraded"
+        and "beat-stale" in reasons(status_body or {}),
+    )
+    result.check(
+        "health once beat is back",
+        f"{back_body['status'] if back_body else statuses(back_health)}",
+        "ok",
+        back_body is not None,
+    )
     after = token_delta(back, end)
     lazy_after = events(cluster, RENEWED_BY_REQUEST, ("web",), back.at, end.at)
     beat_after = events(cluster, RENEWED_BY_BEAT, ("worker",), back.at, end.at)
-    result.check("steady state again: renewals after beat is back",
-                 f"{len(beat_after)} by beat, {len(lazy_after)} by requests, {after['rejected']} refused; "
-                 f"{len(failed(after_calls))} failed calls of {len(after_calls)}",
-                 "≥ 1 by beat, 0 by requests, 0 refused, 0 failed",
-                 len(beat_after) >= 1 and not lazy_after and after["rejected"] == 0
-                 and not failed(after_calls) and len(after_calls) > 0)
+    result.check(
+        "steady state again: renewals after beat is back",
+        f"{len(beat_after)} by beat, {len(lazy_after)} by requests, {after['rejected']} refused; "
+        f"{len(failed(after_calls))} failed calls of {len(after_calls)}",
+        "≥ 1 by beat, 0 by requests, 0 refused, 0 failed",
+        len(beat_after) >= 1
+        and not lazy_after
+        and after["rejected"] == 0
+        and not failed(after_calls)
+        and len(after_calls) > 0,
+    )
 
 
 # --- 3. token endpoint down -----------------------------------------------------------------------
 
-CLEAR_TOKEN_ERRORS = frozenset({
-    "TokenBackoff", "TokenServerError", "TokenTimeout", "TokenWaitTimeout", "TokenEndpointUnreachable",
-})
+CLEAR_TOKEN_ERRORS = frozenset(
+    {
+        "TokenBackoff",
+        "TokenServerError",
+        "TokenTimeout",
+        "TokenWaitTimeout",
+        "TokenEndpointUnreachable",
+    }
+)
 
 
 def token_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float = 2.0) -> None:
@@ -275,15 +336,22 @@ def token_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float =
         recovered = wait_until(
             "a successful fresh call after the endpoint is back",
             lambda: next((c for c in d.load.between(back.at, time.time()) if c.ok and c.fresh), None),
-            limit, interval=0.2)
+            limit,
+            interval=0.2,
+        )
         d.sleep(lifetime / 2)
         _, after_body = cluster.health("s3-after")
         end = d.monitor.sample()
         calls = d.load.between(start.at, end.at)
 
-    first_failure = next((s for s in d.monitor.samples
-                          if s.at >= start.at and sum(s.tokens["rejected"].values())
-                          > sum(start.tokens["rejected"].values())), back)
+    first_failure = next(
+        (
+            s
+            for s in d.monitor.samples
+            if s.at >= start.at and sum(s.tokens["rejected"].values()) > sum(start.tokens["rejected"].values())
+        ),
+        back,
+    )
     outage = token_delta(start, back)
     # The first failure happened after the sample before the one that shows it: widen D by one interval.
     duration = back.at - first_failure.at + d.monitor.interval
@@ -291,49 +359,74 @@ def token_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float =
     served = [c for c in calls if c.started < usable_until - 0.25 and c.started >= start.at]
     after_expiry = [c for c in calls if expires_at + 0.5 <= c.started < back.at]
     fresh_after = [c for c in after_expiry if c.fresh]
-    unclear = [c for c in failed(after_expiry) if c.status != 503 or c.error not in CLEAR_TOKEN_ERRORS
-               or not c.message]
-    result.check("calls while the token in hand is valid",
-                 f"{len(failed(served))} failed of {len(served)} {error_counts(served) or ''}".strip(), "0 failed",
-                 not failed(served) and len(served) > 0)
-    result.check("fresh calls after the token expired",
-                 f"{len(failed(fresh_after))} of {len(fresh_after)} failed: {error_counts(fresh_after)}; "
-                 f"{len(unclear)} without a clear 503",
-                 "all fail with 503 and a token error class + message",
-                 len(fresh_after) > 0 and len(failed(fresh_after)) == len(fresh_after) and not unclear)
+    unclear = [c for c in failed(after_expiry) if c.status != 503 or c.error not in CLEAR_TOKEN_ERRORS or not c.message]
+    result.check(
+        "calls while the token in hand is valid",
+        f"{len(failed(served))} failed of {len(served)} {error_counts(served) or ''}".strip(),
+        "0 failed",
+        not failed(served) and len(served) > 0,
+    )
+    result.check(
+        "fresh calls after the token expired",
+        f"{len(failed(fresh_after))} of {len(fresh_after)} failed: {error_counts(fresh_after)}; "
+        f"{len(unclear)} without a clear 503",
+        "all fail with 503 and a token error class + message",
+        len(fresh_after) > 0 and len(failed(fresh_after)) == len(fresh_after) and not unclear,
+    )
     fast = [c for c in failed(after_expiry) if c.latency < 0.1]
-    result.report("answer time of the failed calls",
-                  f"{latency_ms(failed(after_expiry))}; {len(fast)} of {len(failed(after_expiry))} under 100 ms "
-                  f"(the rest waited for a hanging token request, ≤ READ_TIMEOUT {read_timeout:g} s)")
-    result.check("token requests during the outage", f"{outage['total']} ({outage['rejected']} failed) in "
-                 f"{duration:.0f} s from the first failure",
-                 f"≤ {bound} (1 + max m with 0.8·Σ min({maximum:g}, {base:g}·2^(k-1)) ≤ D)",
-                 outage["total"] <= bound)
-    result.report("for comparison", f"without the fleet backoff, beat alone would have asked "
-                                    f"{duration / timing.refresh_every:.0f} times")
+    result.report(
+        "answer time of the failed calls",
+        f"{latency_ms(failed(after_expiry))}; {len(fast)} of {len(failed(after_expiry))} under 100 ms "
+        f"(the rest waited for a hanging token request, ≤ READ_TIMEOUT {read_timeout:g} s)",
+    )
+    result.check(
+        "token requests during the outage",
+        f"{outage['total']} ({outage['rejected']} failed) in {duration:.0f} s from the first failure",
+        f"≤ {bound} (1 + max m with 0.8·Σ min({maximum:g}, {base:g}·2^(k-1)) ≤ D)",
+        outage["total"] <= bound,
+    )
+    result.report(
+        "for comparison",
+        f"without the fleet backoff, beat alone would have asked {duration / timing.refresh_every:.0f} times",
+    )
     after_requests = token_delta(back, end)
     delay = recovered.ended - back.at
-    result.check("token requests after the endpoint is back",
-                 f"{after_requests['issued']} issued, {after_requests['rejected']} failed",
-                 "the first one succeeds (0 failed)", after_requests["rejected"] == 0 and after_requests["issued"] >= 1)
-    result.check("recovery after the endpoint is back",
-                 f"first good fresh call {delay:.1f} s later; backoff left at return "
-                 f"{'none' if backoff_left is None else f'{backoff_left:.1f} s'}",
-                 f"within one backoff period (≤ {limit:.0f} s: longest backoff + one hung request)",
-                 delay <= limit)
+    result.check(
+        "token requests after the endpoint is back",
+        f"{after_requests['issued']} issued, {after_requests['rejected']} failed",
+        "the first one succeeds (0 failed)",
+        after_requests["rejected"] == 0 and after_requests["issued"] >= 1,
+    )
+    result.check(
+        "recovery after the endpoint is back",
+        f"first good fresh call {delay:.1f} s later; backoff left at return "
+        f"{'none' if backoff_left is None else f'{backoff_left:.1f} s'}",
+        f"within one backoff period (≤ {limit:.0f} s: longest backoff + one hung request)",
+        delay <= limit,
+    )
     recovered_calls = d.load.between(recovered.ended, end.at)
-    result.check("calls after recovery", f"{len(failed(recovered_calls))} failed of {len(recovered_calls)}",
-                 "0 failed", not failed(recovered_calls) and len(recovered_calls) > 0)
+    result.check(
+        "calls after recovery",
+        f"{len(failed(recovered_calls))} failed of {len(recovered_calls)}",
+        "0 failed",
+        not failed(recovered_calls) and len(recovered_calls) > 0,
+    )
     judged = [s for s in health if s["_at"] > expires_at + 1]
     down = [s for s in judged if s["status"] == "down" and "token-unavailable" in reasons(s)]
-    result.check("health after the token expired", f"{len(down)} of {len(judged)} samples down "
-                 f"(token-unavailable); {statuses(judged)}", "all down, token-unavailable",
-                 bool(judged) and len(down) == len(judged))
+    result.check(
+        "health after the token expired",
+        f"{len(down)} of {len(judged)} samples down (token-unavailable); {statuses(judged)}",
+        "all down, token-unavailable",
+        bool(judged) and len(down) == len(judged),
+    )
     early = [s for s in health if s["_at"] < usable_until - 0.5]
     result.report("health before the token expired", statuses(early))
-    result.check("bettorsense_status during the outage",
-                 f"exit {status_code}, {status_body and status_body.get('status')}", "exit 1, down",
-                 status_code == 1 and bool(status_body) and status_body.get("status") == "down")
+    result.check(
+        "bettorsense_status during the outage",
+        f"exit {status_code}, {status_body and status_body.get('status')}",
+        "exit 1, down",
+        status_code == 1 and bool(status_body) and status_body.get("status") == "down",
+    )
     result.check("health after recovery", after_body["status"], "ok", after_body["status"] == "ok")
 
 
@@ -344,6 +437,7 @@ def _epoch(iso: str) -> float:
 
 
 # --- 4. Redis stopped -----------------------------------------------------------------------------
+
 
 def redis_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float = 1.3) -> None:
     """The dedicated Redis (cache and broker) stops for more than a lifetime, then comes back empty.
@@ -396,55 +490,83 @@ def redis_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float =
         strict_calls = d.load.between(strict.at, end.at)
 
     quick = token_delta(flush, flushed)
-    result.check("quick Redis restart (empty) right after a renewal: token requests before the window",
-                 f"{quick['total']} ({quick['violations']} reuse violations); "
-                 f"{len(failed(flush_calls))} failed calls of {len(flush_calls)}",
-                 "0: the fleet puts its token back (reuse rule on)",
-                 quick["total"] == 0 and not failed(flush_calls))
+    result.check(
+        "quick Redis restart (empty) right after a renewal: token requests before the window",
+        f"{quick['total']} ({quick['violations']} reuse violations); "
+        f"{len(failed(flush_calls))} failed calls of {len(flush_calls)}",
+        "0: the fleet puts its token back (reuse rule on)",
+        quick["total"] == 0 and not failed(flush_calls),
+    )
     outage = token_delta(down, up)
     span = (up.at - down.at) / lifetime
     per_process_limit = WEB_WORKERS * (math.ceil(span) + 1)
-    result.check("failed calls while Redis is down",
-                 f"{len(failed(outage_calls))} of {len(outage_calls)} {error_counts(outage_calls) or ''}".strip(),
-                 "0 (process-local tokens)", not failed(outage_calls) and len(outage_calls) > 0)
-    result.check("token requests while Redis is down",
-                 f"{outage['total']} over {span:.2f} lifetimes ({outage['rejected']} refused)",
-                 f"≤ {per_process_limit} (each of {WEB_WORKERS} web workers at most once per lifetime, +1)",
-                 outage["total"] <= per_process_limit and outage["rejected"] == 0)
+    result.check(
+        "failed calls while Redis is down",
+        f"{len(failed(outage_calls))} of {len(outage_calls)} {error_counts(outage_calls) or ''}".strip(),
+        "0 (process-local tokens)",
+        not failed(outage_calls) and len(outage_calls) > 0,
+    )
+    result.check(
+        "token requests while Redis is down",
+        f"{outage['total']} over {span:.2f} lifetimes ({outage['rejected']} refused)",
+        f"≤ {per_process_limit} (each of {WEB_WORKERS} web workers at most once per lifetime, +1)",
+        outage["total"] <= per_process_limit and outage["rejected"] == 0,
+    )
     judged = [s for s in health if s["_at"] > down.at + 1]
     named = [s for s in judged if s["status"] == "degraded" and "cache-unreachable" in reasons(s)]
-    result.check("health endpoint while Redis is down",
-                 f"{len(named)} of {len(judged)} degraded with cache-unreachable ({statuses(judged)})",
-                 "all degraded, cache-unreachable", bool(judged) and len(named) == len(judged))
-    result.check("bettorsense_status while Redis is down",
-                 f"exit {status_code}, {status_body and status_body.get('status')}", "exit 0, degraded",
-                 status_code == 0 and bool(status_body) and status_body.get("status") == "degraded")
+    result.check(
+        "health endpoint while Redis is down",
+        f"{len(named)} of {len(judged)} degraded with cache-unreachable ({statuses(judged)})",
+        "all degraded, cache-unreachable",
+        bool(judged) and len(named) == len(judged),
+    )
+    result.check(
+        "bettorsense_status while Redis is down",
+        f"exit {status_code}, {status_body and status_body.get('status')}",
+        "exit 0, degraded",
+        status_code == 0 and bool(status_body) and status_body.get("status") == "degraded",
+    )
     converge = token_delta(up, strict)
-    result.check("after Redis is back: health", back_body["status"] if back_body else statuses(back_health), "ok",
-                 back_body is not None)
-    result.check("after Redis is back: token requests until the outage's tokens expired",
-                 f"{converge['total']} in {(strict.at - up.at) / lifetime:.2f} lifetimes",
-                 "≤ 2 (the shared token's renewal, + a process renewing before it re-read the cache)",
-                 converge["total"] <= 2)
-    result.check("after Redis is back: failed calls",
-                 f"{len(failed(converging_calls))} of {len(converging_calls)} "
-                 f"{error_counts(converging_calls) or ''}".strip(), "0", not failed(converging_calls))
+    result.check(
+        "after Redis is back: health",
+        back_body["status"] if back_body else statuses(back_health),
+        "ok",
+        back_body is not None,
+    )
+    result.check(
+        "after Redis is back: token requests until the outage's tokens expired",
+        f"{converge['total']} in {(strict.at - up.at) / lifetime:.2f} lifetimes",
+        "≤ 2 (the shared token's renewal, + a process renewing before it re-read the cache)",
+        converge["total"] <= 2,
+    )
+    result.check(
+        "after Redis is back: failed calls",
+        f"{len(failed(converging_calls))} of {len(converging_calls)} {error_counts(converging_calls) or ''}".strip(),
+        "0",
+        not failed(converging_calls),
+    )
     steady = token_delta(strict, end)
     steady_span = (end.at - strict.at) / lifetime
     lazy = events(cluster, RENEWED_BY_REQUEST, ("web",), strict.at, end.at)
-    result.check("one shared token again (reuse rule back on)",
-                 f"{steady['total']} token requests over {steady_span:.2f} lifetimes, {steady['violations']} "
-                 f"reuse violations, {steady['rejected']} refused, {len(lazy)} by requests",
-                 "lifetimes ± 1, 0 violations, 0 refused, 0 by requests",
-                 abs(steady["total"] - steady_span) <= 1 and steady["violations"] == 0 and steady["rejected"] == 0
-                 and not lazy)
-    result.check("calls once converged", f"{len(failed(strict_calls))} failed of {len(strict_calls)}", "0",
-                 not failed(strict_calls) and len(strict_calls) > 0)
+    result.check(
+        "one shared token again (reuse rule back on)",
+        f"{steady['total']} token requests over {steady_span:.2f} lifetimes, {steady['violations']} "
+        f"reuse violations, {steady['rejected']} refused, {len(lazy)} by requests",
+        "lifetimes ± 1, 0 violations, 0 refused, 0 by requests",
+        abs(steady["total"] - steady_span) <= 1 and steady["violations"] == 0 and steady["rejected"] == 0 and not lazy,
+    )
+    result.check(
+        "calls once converged",
+        f"{len(failed(strict_calls))} failed of {len(strict_calls)}",
+        "0",
+        not failed(strict_calls) and len(strict_calls) > 0,
+    )
     result.report("health at the end", end_body["status"])
     result.report("token timing", f"window {timing.window:g} s, beat every {timing.refresh_every:g} s")
 
 
 # --- 5. API faults --------------------------------------------------------------------------------
+
 
 def api_faults(ctx: Context, result: ScenarioResult) -> None:
     """503 and 429 bursts, a token revoked server-side, and an outage that opens the circuit breaker."""
@@ -474,9 +596,12 @@ def api_faults(ctx: Context, result: ScenarioResult) -> None:
         calls = d.load.between(a0.at, a1.at)
         retried = events(cluster, r"^API answered 503; retry", ("web",), a0.at, a1.at)
         answered = status_delta(a0, a1, "503")
-        result.check("503 bursts (4 x 3): failed calls", f"{len(failed(calls))} of {len(calls)}; "
-                     f"{answered} 503s answered, {len(retried)} retries logged",
-                     "0 failed; 12 503s, each retried", not failed(calls) and answered == 12 and len(retried) == 12)
+        result.check(
+            "503 bursts (4 x 3): failed calls",
+            f"{len(failed(calls))} of {len(calls)}; {answered} 503s answered, {len(retried)} retries logged",
+            "0 failed; 12 503s, each retried",
+            not failed(calls) and answered == 12 and len(retried) == 12,
+        )
 
         # (b) bursts of 429 with Retry-After: 2
         b0 = d.monitor.sample()
@@ -486,17 +611,20 @@ def api_faults(ctx: Context, result: ScenarioResult) -> None:
         retried = events(cluster, r"^API answered 429; retry", ("web",), b0.at, b1.at)
         delays = [float(m.group(1)) for e in retried if (m := re.search(r" in ([\d.]+) s$", e.message))]
         answered = status_delta(b0, b1, "429")
-        result.check("429 bursts with Retry-After: 2 (3 x 3)",
-                     f"{len(failed(calls))} failed of {len(calls)}; {answered} 429s, {len(retried)} retries, "
-                     f"shortest wait {min(delays, default=0):.2f} s",
-                     "0 failed; 9 429s, each retried after ≥ 2 s",
-                     not failed(calls) and answered == 9 and len(retried) == 9 and min(delays, default=0) >= 2.0)
+        result.check(
+            "429 bursts with Retry-After: 2 (3 x 3)",
+            f"{len(failed(calls))} failed of {len(calls)}; {answered} 429s, {len(retried)} retries, "
+            f"shortest wait {min(delays, default=0):.2f} s",
+            "0 failed; 9 429s, each retried after ≥ 2 s",
+            not failed(calls) and answered == 9 and len(retried) == 9 and min(delays, default=0) >= 2.0,
+        )
 
         # (c) the token revoked server-side
         c0 = d.monitor.sample()
         revoked = sandbox.revoke_tokens()
-        wait_until("a new token after the revocation",
-                   lambda: d.monitor.sample().tokens["issued"] > c0.tokens["issued"], 30)
+        wait_until(
+            "a new token after the revocation", lambda: d.monitor.sample().tokens["issued"] > c0.tokens["issued"], 30
+        )
         d.sleep(float(DEFAULTS["LOCAL_RECHECK"]) + 3)  # every process has re-read the cache since
         c1 = d.monitor.sample()
         calls = d.load.between(c0.at, c1.at)
@@ -506,15 +634,22 @@ def api_faults(ctx: Context, result: ScenarioResult) -> None:
         for event in logged:
             per_pid[event.pid] = per_pid.get(event.pid, 0) + 1
         refused = status_delta(c0, c1, "401")
-        result.check("token revoked server-side: renewals",
-                     f"{revoked} revoked; {renewals['total']} token request(s), {renewals['rejected']} refused",
-                     "exactly 1", renewals["total"] == 1 and renewals["rejected"] == 0)
-        result.check("token revoked server-side: 401s and retries",
-                     f"{refused} 401s at the sandbox, {len(logged)} logged 'renewing it once' (per process "
-                     f"{sorted(per_pid.values())}); {len(failed(calls))} failed of {len(calls)}",
-                     f"each 401 retried once, ≤ 1 per web worker (≤ {WEB_WORKERS}); 0 failed",
-                     refused == len(logged) and 1 <= refused <= WEB_WORKERS and max(per_pid.values(), default=0) <= 1
-                     and not failed(calls))
+        result.check(
+            "token revoked server-side: renewals",
+            f"{revoked} revoked; {renewals['total']} token request(s), {renewals['rejected']} refused",
+            "exactly 1",
+            renewals["total"] == 1 and renewals["rejected"] == 0,
+        )
+        result.check(
+            "token revoked server-side: 401s and retries",
+            f"{refused} 401s at the sandbox, {len(logged)} logged 'renewing it once' (per process "
+            f"{sorted(per_pid.values())}); {len(failed(calls))} failed of {len(calls)}",
+            f"each 401 retried once, ≤ 1 per web worker (≤ {WEB_WORKERS}); 0 failed",
+            refused == len(logged)
+            and 1 <= refused <= WEB_WORKERS
+            and max(per_pid.values(), default=0) <= 1
+            and not failed(calls),
+        )
 
         # (d) an API outage: the breaker opens, calls answer fast, the sandbox hears nothing; then it closes
         d0 = d.monitor.sample()
@@ -530,39 +665,65 @@ def api_faults(ctx: Context, result: ScenarioResult) -> None:
         heard = [r for r in sandbox.requests(1000) if quiet[0] <= r["at"] < quiet[1]]
         quiet_calls = d.load.between(*quiet)
         sandbox.clear_faults()
-        closed_body, _ = _wait_health(cluster, "s5-breaker-closing", lambda b: b["breaker"] == "closed",
-                                      timeout=cooldown + 30)
+        closed_body, _ = _wait_health(
+            cluster, "s5-breaker-closing", lambda b: b["breaker"] == "closed", timeout=cooldown + 30
+        )
         closed_at = time.time()
         d.sleep(4)
         d1 = d.monitor.sample()
         after_calls = d.load.between(closed_at + 1, d1.at)
         before_open = d.load.between(d0.at, opened)
 
-    result.report("calls before the breaker opened", f"{len(failed(before_open))} failed of {len(before_open)}: "
-                  f"{error_counts(before_open)}; {latency_ms(failed(before_open))}")
+    result.report(
+        "calls before the breaker opened",
+        f"{len(failed(before_open))} failed of {len(before_open)}: "
+        f"{error_counts(before_open)}; {latency_ms(failed(before_open))}",
+    )
     fresh_quiet = [c for c in quiet_calls if c.fresh]
-    fast_fail = [c for c in fresh_quiet if c.status == 503 and c.error == "ServiceUnavailable"
-                 and "circuit breaker" in (c.message or "")]
+    fast_fail = [
+        c
+        for c in fresh_quiet
+        if c.status == 503 and c.error == "ServiceUnavailable" and "circuit breaker" in (c.message or "")
+    ]
     stale = [c for c in quiet_calls if c.ok and c.source == "stale"]
     other = [c for c in fresh_quiet if c not in fast_fail and c not in stale]
-    result.check("requests reaching the sandbox while the breaker is open",
-                 f"{len(heard)} in the {quiet[1] - quiet[0]:.1f} s quiet window", "0", not heard)
-    result.check("fresh calls while the breaker is open",
-                 f"{len(fast_fail)} answered 503 'circuit breaker is open', {len(stale)} served the stale copy "
-                 f"(200, source stale), {len(other)} other {error_counts(other) or ''}".strip(),
-                 f"all one of the two (threshold {threshold}, cool-down {cooldown:g} s)",
-                 bool(fresh_quiet) and not other)
-    result.report("answer time while open", f"breaker refusals: {latency_ms(fast_fail)}; stale copies: "
-                                            f"{latency_ms(stale)}")
+    result.check(
+        "requests reaching the sandbox while the breaker is open",
+        f"{len(heard)} in the {quiet[1] - quiet[0]:.1f} s quiet window",
+        "0",
+        not heard,
+    )
+    result.check(
+        "fresh calls while the breaker is open",
+        f"{len(fast_fail)} answered 503 'circuit breaker is open', {len(stale)} served the stale copy "
+        f"(200, source stale), {len(other)} other {error_counts(other) or ''}".strip(),
+        f"all one of the two (threshold {threshold}, cool-down {cooldown:g} s)",
+        bool(fresh_quiet) and not other,
+    )
+    result.report(
+        "answer time while open", f"breaker refusals: {latency_ms(fast_fail)}; stale copies: {latency_ms(stale)}"
+    )
     cached = [c for c in quiet_calls if not c.fresh and c.ok and c.source == "cache"]
     result.report("not-fresh calls while open", f"{len(cached)} served from the profile cache")
     down = [s for s in open_health if s["status"] == "down" and "breaker-open" in reasons(s)]
-    result.check("health while the breaker is open", f"{len(down)} of {len(open_health)} down (breaker-open)",
-                 "all", bool(open_health) and len(down) == len(open_health))
-    result.check("breaker closed after the API is back", closed_body["breaker"] if closed_body else "not closed",
-                 "closed", closed_body is not None)
-    result.check("calls after it closed", f"{len(failed(after_calls))} failed of {len(after_calls)}", "0",
-                 not failed(after_calls) and len(after_calls) > 0)
+    result.check(
+        "health while the breaker is open",
+        f"{len(down)} of {len(open_health)} down (breaker-open)",
+        "all",
+        bool(open_health) and len(down) == len(open_health),
+    )
+    result.check(
+        "breaker closed after the API is back",
+        closed_body["breaker"] if closed_body else "not closed",
+        "closed",
+        closed_body is not None,
+    )
+    result.check(
+        "calls after it closed",
+        f"{len(failed(after_calls))} failed of {len(after_calls)}",
+        "0",
+        not failed(after_calls) and len(after_calls) > 0,
+    )
 
 
 # --- 6. bad input at the demo's edge --------------------------------------------------------------
@@ -591,18 +752,26 @@ def bad_input(ctx: Context, result: ScenarioResult) -> None:
         for index, case in enumerate(cases()):
             answer = send(cluster.web_port, case)
             answers.append((case, answer))
-            cluster.save_body(f"s6-fuzz-{index}", answer.status, {"request": case.target[:300]},
-                              answer.raw_head + b"\n\n" + answer.body)
+            cluster.save_body(
+                f"s6-fuzz-{index}",
+                answer.status,
+                {"request": case.target[:300]},
+                answer.raw_head + b"\n\n" + answer.body,
+            )
             if index % 20 == 0:
                 collect()
         time.sleep(1)
         collect()
         calls = d.load.between(start, time.time())
 
-    mine = [r for r in recorded.values()
-            if not (r["route"] == "profile" and LOAD_ACCOUNT.match(r["account_id"] or ""))]
-    wrong = [r for r in mine if r["route"] != "profile" or r["environment"] != "integration"
-             or (r["bookmaker_id"], r["sub_bookmaker_id"]) != ("123", "456")]
+    mine = [r for r in recorded.values() if not (r["route"] == "profile" and LOAD_ACCOUNT.match(r["account_id"] or ""))]
+    wrong = [
+        r
+        for r in mine
+        if r["route"] != "profile"
+        or r["environment"] != "integration"
+        or (r["bookmaker_id"], r["sub_bookmaker_id"]) != ("123", "456")
+    ]
     expected = Counter(case.expected_account() for case, _ in answers if case.expected_account() is not None)
     received = Counter(r["account_id"] for r in mine if r["route"] == "profile")
     kinds: Counter[str] = Counter()
@@ -619,21 +788,30 @@ def bad_input(ctx: Context, result: ScenarioResult) -> None:
             bad.append(f"{kind} for {case.note} (should have been asked of the API)")
         elif not reached and kind.split(" ")[1] in _PROFILE_UNAVAILABLE:
             bad.append(f"{kind} for {case.note} (should not have reached the API)")
-    result.report("cases", f"{len(answers)} ({sum(expected.values())} valid ids that reach the API, "
-                           f"{len(answers) - sum(expected.values())} refused at the edge)")
-    result.check("answers", f"{dict(sorted(kinds.items()))}",
-                 "4xx only (view JSON with error + message, Django 403/404/405, gunicorn 400/414); "
-                 "a 301 only for a missing final slash", not bad)
+    result.report(
+        "cases",
+        f"{len(answers)} ({sum(expected.values())} valid ids that reach the API, "
+        f"{len(answers) - sum(expected.values())} refused at the edge)",
+    )
+    result.check(
+        "answers",
+        f"{dict(sorted(kinds.items()))}",
+        "4xx only (view JSON with error + message, Django 403/404/405, gunicorn 400/414); "
+        "a 301 only for a missing final slash",
+        not bad,
+    )
     for line in bad[:10]:
         print(f"      {line}")
     server_errors = [line for line in bad if line[:1] in "05"]
     result.check("5xx or no answer", len(server_errors), "0", not server_errors)
     result.check("requests to a wrong route, environment or bookmaker at the sandbox", len(wrong), "0", not wrong)
     missing, extra = expected - received, received - expected
-    result.check("account ids received by the sandbox vs. those sent (decoded as Django does)",
-                 f"{sum(received.values())} received; {sum(missing.values())} missing, "
-                 f"{sum(extra.values())} unexpected", "exactly the valid ids, each once",
-                 not missing and not extra)
+    result.check(
+        "account ids received by the sandbox vs. those sent (decoded as Django does)",
+        f"{sum(received.values())} received; {sum(missing.values())} missing, {sum(extra.values())} unexpected",
+        "exactly the valid ids, each once",
+        not missing and not extra,
+    )
     for account in list(missing)[:5]:
         print(f"      missing {account!r}")
     for account in list(extra)[:5]:
@@ -669,6 +847,7 @@ def _classify(answer: Any) -> str:
 
 # --- 7. leaks -------------------------------------------------------------------------------------
 
+
 def leak_search(ctx: Context, result: ScenarioResult) -> None:
     """Search every log and every answer of this run (all scenarios and profiles) for secrets and tokens."""
     import secrets as random_secrets
@@ -699,9 +878,15 @@ def leak_search(ctx: Context, result: ScenarioResult) -> None:
         # registers, and its control API echoes it.
         cluster.save_body("s7-canary-client", 201, {}, str(sandbox.add_client(canary_id, canary_secret)))
         response = requests.post(
-            f"{sandbox.base_url}/oauth/token", timeout=10,
-            data={"grant_type": "client_credentials", "client_id": canary_id, "client_secret": canary_secret,
-                  "audience": "mts-insight-tech-non-prod"})
+            f"{sandbox.base_url}/oauth/token",
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": canary_id,
+                "client_secret": canary_secret,
+                "audience": "mts-insight-tech-non-prod",
+            },
+        )
         canary_token = response.json()["access_token"]
         for planted in (canary_token, canary_secret):
             echoed = sandbox.add_client(planted, f"unused-{random_secrets.token_hex(8)}")
@@ -737,20 +922,28 @@ def leak_search(ctx: Context, result: ScenarioResult) -> None:
     real = [h for h in hits if not h.canary]
     canary = [h for h in hits if h.canary]
     places = sorted({f"{h.path.parent.name}/{h.path.name.split('-')[0]}" for h in canary})
-    result.report("corpus", f"{len(files)} files, {scanned / 1e6:.1f} MB from {len(clusters)} deployments "
-                            f"({', '.join(c.name for c in clusters)})")
-    result.report("needles", f"{len(needles)} strings; {harvested} tokens harvested of {issued} issued to the "
-                             "fleet (the rest: covered by the JWT pattern)")
-    result.check("canary found (proves the search)",
-                 f"{len(canary)} hits: token via needle {sum(h.label.startswith('canary token') for h in canary)}, "
-                 f"via JWT pattern {sum(h.label == 'JWT-shaped string' for h in canary)}, "
-                 f"secret {sum(h.label.startswith('canary secret') for h in canary)}; in {places}",
-                 "token and secret, in the sandbox log and in an answer",
-                 any(h.label == "JWT-shaped string" for h in canary)
-                 and any(h.label == "canary token" and h.path.suffix == ".log" for h in canary)
-                 and any(h.label == "canary token" and h.path.suffix == ".txt" for h in canary)
-                 and any(h.label == "canary secret" and h.path.suffix == ".log" for h in canary)
-                 and any(h.label == "canary secret" and h.path.suffix == ".txt" for h in canary))
+    result.report(
+        "corpus",
+        f"{len(files)} files, {scanned / 1e6:.1f} MB from {len(clusters)} deployments "
+        f"({', '.join(c.name for c in clusters)})",
+    )
+    result.report(
+        "needles",
+        f"{len(needles)} strings; {harvested} tokens harvested of {issued} issued to the "
+        "fleet (the rest: covered by the JWT pattern)",
+    )
+    result.check(
+        "canary found (proves the search)",
+        f"{len(canary)} hits: token via needle {sum(h.label.startswith('canary token') for h in canary)}, "
+        f"via JWT pattern {sum(h.label == 'JWT-shaped string' for h in canary)}, "
+        f"secret {sum(h.label.startswith('canary secret') for h in canary)}; in {places}",
+        "token and secret, in the sandbox log and in an answer",
+        any(h.label == "JWT-shaped string" for h in canary)
+        and any(h.label == "canary token" and h.path.suffix == ".log" for h in canary)
+        and any(h.label == "canary token" and h.path.suffix == ".txt" for h in canary)
+        and any(h.label == "canary secret" and h.path.suffix == ".log" for h in canary)
+        and any(h.label == "canary secret" and h.path.suffix == ".txt" for h in canary),
+    )
     result.check("secrets or tokens found", len(real), "0", not real)
     for hit in real[:20]:
         print(f"      {hit.path}: {hit.label}: {hit.excerpt}")
@@ -768,8 +961,16 @@ def _admin_pages(cluster: Cluster) -> str:
     login = f"{cluster.web_url}/admin/login/"
     page = session.get(login, timeout=30)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    session.post(login, timeout=30, data={"username": "e2e-staff", "password": password,
-                                           "csrfmiddlewaretoken": token, "next": "/admin/bettorsense/health/"})
+    session.post(
+        login,
+        timeout=30,
+        data={
+            "username": "e2e-staff",
+            "password": password,
+            "csrfmiddlewaretoken": token,
+            "next": "/admin/bettorsense/health/",
+        },
+    )
     page = session.get(f"{cluster.web_url}/admin/bettorsense/health/", timeout=30)
     cluster.save_body("s7-admin-health", page.status_code, page.headers, page.content)
     if page.status_code != 200 or "Health" not in page.text:

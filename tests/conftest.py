@@ -22,8 +22,13 @@ SERVICES_REQUIRED = os.environ.get("BETTORSENSE_REQUIRE_SERVICES") == "1"
 
 
 SANDBOX_DEFAULTS: dict[str, Any] = {
-    "token_lifetime": 600, "enforce_reuse": False, "reuse_threshold": None, "players": 5000,
-    "page_size": 1000, "batch_envelope": "items", "batch_date_param": "changedSince",
+    "token_lifetime": 600,
+    "enforce_reuse": False,
+    "reuse_threshold": None,
+    "players": 5000,
+    "page_size": 1000,
+    "batch_envelope": "items",
+    "batch_date_param": "changedSince",
 }
 
 

@@ -150,10 +150,24 @@ class FleetProcess:
         log = log_path.open("w")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.fleet_worker",
-                 "--threads", str(threads), "--pause", str(pause), "--holder", holder],
-                cwd=BASE_DIR, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                text=True, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.fleet_worker",
+                    "--threads",
+                    str(threads),
+                    "--pause",
+                    str(pause),
+                    "--holder",
+                    holder,
+                ],
+                cwd=BASE_DIR,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -175,7 +189,7 @@ class FleetProcess:
             if line.startswith("READY"):
                 self.ready = True
             elif line.startswith("RESULT "):
-                self.result = json.loads(line[len("RESULT "):])
+                self.result = json.loads(line[len("RESULT ") :])
 
     def go(self, run_for: float) -> None:
         assert self.proc.stdin is not None
@@ -218,15 +232,23 @@ def describe_failure(workers: list[FleetProcess], what: str) -> str:
 
 
 def run_fleet(
-    env: dict[str, str], log_dir: Path, *, processes: int, threads: int, run_for: float,
-    pause: float = 0.001, holder: str = "shared", startup_timeout: float = 60.0,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    processes: int,
+    threads: int,
+    run_for: float,
+    pause: float = 0.001,
+    holder: str = "shared",
+    startup_timeout: float = 60.0,
 ) -> list[dict[str, Any]]:
     """Start ``processes`` workers, start them together once all are ready, return their reports."""
     workers: list[FleetProcess] = []
     try:
         for index in range(processes):
-            workers.append(FleetProcess.start(
-                env, log_dir / f"worker-{index}.log", threads=threads, pause=pause, holder=holder))
+            workers.append(
+                FleetProcess.start(env, log_dir / f"worker-{index}.log", threads=threads, pause=pause, holder=holder)
+            )
         wait_until(workers, "ready", startup_timeout)
         for worker in workers:
             worker.go(run_for)
@@ -360,15 +382,17 @@ def _merge(reports: list[_ThreadReport], fetch_counts: dict[str, int], threads: 
     token_list = []
     for value, (first, last, calls) in sorted(tokens.items(), key=lambda item: item[1][0]):
         claims = jwt_claims(value)
-        token_list.append({
-            "jti": str(claims.get("jti") or fingerprint(value)),
-            "fingerprint": fingerprint(value),
-            "iat": claims.get("iat"),
-            "exp": claims.get("exp"),
-            "first_seen": first,
-            "last_seen": last,
-            "calls": int(calls),
-        })
+        token_list.append(
+            {
+                "jti": str(claims.get("jti") or fingerprint(value)),
+                "fingerprint": fingerprint(value),
+                "iat": claims.get("iat"),
+                "exp": claims.get("exp"),
+                "first_seen": first,
+                "last_seen": last,
+                "calls": int(calls),
+            }
+        )
     firsts = [r.first_call_at for r in reports if r.first_call_at is not None]
     lasts = [r.last_call_at for r in reports if r.last_call_at is not None]
     return {
@@ -419,10 +443,16 @@ def main(argv: list[str] | None = None) -> int:
         manager = tokens.get_token_manager(config)
         get, fetch_counts = tokens.get_access_token, manager.fetch_counts
     else:
-        holder = NaiveTokenHolder(config.token_url, {
-            "client_id": config.client_id, "client_secret": config.client_secret,
-            "audience": config.audience, "grant_type": "client_credentials",
-        }, config.timeout)
+        holder = NaiveTokenHolder(
+            config.token_url,
+            {
+                "client_id": config.client_id,
+                "client_secret": config.client_secret,
+                "audience": config.audience,
+                "grant_type": "client_credentials",
+            },
+            config.timeout,
+        )
         get, fetch_counts = holder.get, holder.fetch_counts
     connections.close_all()
 
@@ -433,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     run_for = float(json.loads(line)["run_for"])
     deadline = time.time() + run_for
     reports = [_ThreadReport() for _ in range(args.threads)]
-    workers = [threading.Thread(target=_loop, args=(get, deadline, args.pause, report), daemon=True)
-               for report in reports]
+    workers = [
+        threading.Thread(target=_loop, args=(get, deadline, args.pause, report), daemon=True) for report in reports
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

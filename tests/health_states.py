@@ -141,10 +141,16 @@ def sandbox_token(sandbox: Any) -> str:
     """A real token from the sandbox, outside the app (so the app's counters do not see it)."""
     import requests
 
-    response = requests.post(sandbox.token_url, data={
-        "client_id": get_config().client_id, "client_secret": get_config().client_secret,
-        "audience": get_config().audience, "grant_type": "client_credentials",
-    }, timeout=5)
+    response = requests.post(
+        sandbox.token_url,
+        data={
+            "client_id": get_config().client_id,
+            "client_secret": get_config().client_secret,
+            "audience": get_config().audience,
+            "grant_type": "client_credentials",
+        },
+        timeout=5,
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 

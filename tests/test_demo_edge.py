@@ -19,11 +19,31 @@ from bettorsense.services import get_player_risk_profile
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRICKY = [
-    "..", ".", "../..", "a/../b", "%2e%2e", "%", "%2F", "?page=2", "#x", "a;b", "a\\b", "~", "@", " ", "\u202e",
-    "\U0001d518\U0001d52b\U0001d526", "ü", "x" * 64, "player_1/../../RiskProfiles/bookmakers/123/sub-bookmakers/456",
+    "..",
+    ".",
+    "../..",
+    "a/../b",
+    "%2e%2e",
+    "%",
+    "%2F",
+    "?page=2",
+    "#x",
+    "a;b",
+    "a\\b",
+    "~",
+    "@",
+    " ",
+    "\u202e",
+    "\U0001d518\U0001d52b\U0001d526",
+    "ü",
+    "x" * 64,
+    "player_1/../../RiskProfiles/bookmakers/123/sub-bookmakers/456",
 ]
-account_ids = st.one_of(st.sampled_from(TRICKY), st.text(min_size=0, max_size=70),
-                        st.text(alphabet="./%?#\\;:@&=+$, ", min_size=1, max_size=12))
+account_ids = st.one_of(
+    st.sampled_from(TRICKY),
+    st.text(min_size=0, max_size=70),
+    st.text(alphabet="./%?#\\;:@&=+$, ", min_size=1, max_size=12),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -54,8 +74,14 @@ def test_view_returns_the_profile(configure, sandbox, client):
 
 @pytest.mark.parametrize(
     ("path_account", "status", "error"),
-    [("nobody", 404, "PlayerNotFound"), ("player_97", 404, "ProfileNotCreated"), ("player_89", 404, "ProfileInactive"),
-     ("x" * 65, 400, "InvalidInput"), ("x" * 10_000, 400, "InvalidInput"), ("a%00b", 400, "InvalidInput")],
+    [
+        ("nobody", 404, "PlayerNotFound"),
+        ("player_97", 404, "ProfileNotCreated"),
+        ("player_89", 404, "ProfileInactive"),
+        ("x" * 65, 400, "InvalidInput"),
+        ("x" * 10_000, 400, "InvalidInput"),
+        ("a%00b", 400, "InvalidInput"),
+    ],
 )
 def test_view_maps_errors(configure, sandbox, client, path_account, status, error):
     response = client.get(f"/players/{path_account}/risk-profile/")

@@ -49,18 +49,26 @@ def test_beat_with_no_token_of_its_own_still_renews_an_empty_cache(configure, sa
 def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sandbox, settings, caplog, monkeypatch):
     """e2e scenario 4: with Redis down each call logged two warnings (read and write), ~200 lines a second
     under the load. The warning is now said once per 30 s and process, like the token cache's."""
-    settings.CACHES = {**settings.CACHES, "dead": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:9/0",
-    }}
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        },
+    }
     configure(CACHE_ALIAS="dead")
     monkeypatch.setattr(services, "_cache_warned_at", None)
     with caplog.at_level(logging.DEBUG, logger="bettorsense.services"):
         for _ in range(5):
             assert get_player_risk_profile("player_1").player_id == "player_1"
     warnings = [r for r in caplog.records if r.name == "bettorsense.services" and r.levelno == logging.WARNING]
-    debug = [r for r in caplog.records if r.name == "bettorsense.services" and r.levelno == logging.DEBUG
-             and "Profile cache unavailable" in r.getMessage()]
+    debug = [
+        r
+        for r in caplog.records
+        if r.name == "bettorsense.services"
+        and r.levelno == logging.DEBUG
+        and "Profile cache unavailable" in r.getMessage()
+    ]
     assert len(warnings) == 1 and "Profile cache unavailable" in warnings[0].getMessage()
     assert len(debug) == 9  # the other reads and writes, at DEBUG
 

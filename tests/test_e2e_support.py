@@ -35,8 +35,9 @@ def test_fuzz_model_decodes_as_gunicorn_and_django_do():
     assert Case("POST", b"/players/a/risk-profile/", "").expected_account() is None
     generated = cases()
     assert len(generated) > 200
-    assert not any((c.expected_account() or "").startswith("player_") and c.expected_account()[7:].isdigit()
-                   for c in generated)
+    assert not any(
+        (c.expected_account() or "").startswith("player_") and c.expected_account()[7:].isdigit() for c in generated
+    )
 
 
 def test_leak_scan_finds_planted_canaries_and_nothing_else(tmp_path: Path):

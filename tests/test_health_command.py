@@ -107,7 +107,11 @@ def test_a_real_process_exits_1_when_down(tmp_path):
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "bettorsense_status", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1, result.stderr
     body = json.loads(result.stdout)

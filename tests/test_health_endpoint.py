@@ -97,9 +97,17 @@ def test_anonymous_still_sees_down_as_503(client, monitored, sandbox, settings):
     assert response.json() == {"status": "down"}
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer wrong-key", f"Bearer {HEALTH_KEY}x", f"Basic {HEALTH_KEY}", HEALTH_KEY, "Bearer ", "",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer wrong-key",
+        f"Bearer {HEALTH_KEY}x",
+        f"Basic {HEALTH_KEY}",
+        HEALTH_KEY,
+        "Bearer ",
+        "",
+    ],
+)
 def test_a_wrong_key_gets_the_status_word_only(client, monitored, sandbox, settings, header):
     health_states.healthy(monitored, sandbox, settings)
     assert client.get(URL, HTTP_AUTHORIZATION=header).json() == {"status": "ok"}
@@ -121,8 +129,9 @@ def test_the_key_is_compared_in_constant_time(client, monitored, sandbox, monkey
     assert calls == [(HEALTH_KEY.encode(), HEALTH_KEY.encode())]
 
 
-def test_staff_session_with_the_view_permission_gets_the_full_body(client, monitored, sandbox, settings,
-                                                                   django_user_model):
+def test_staff_session_with_the_view_permission_gets_the_full_body(
+    client, monitored, sandbox, settings, django_user_model
+):
     health_states.healthy(monitored, sandbox, settings)
     staff = django_user_model.objects.create_user("watcher", password="pw-watcher-1", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_health"))
@@ -136,8 +145,9 @@ def test_superuser_gets_the_full_body(admin_client, monitored, sandbox, settings
     assert "token" in admin_client.get(URL).json()
 
 
-def test_non_staff_and_staff_without_permission_get_the_word_only(client, monitored, sandbox, settings,
-                                                                  django_user_model):
+def test_non_staff_and_staff_without_permission_get_the_word_only(
+    client, monitored, sandbox, settings, django_user_model
+):
     health_states.healthy(monitored, sandbox, settings)
     player = django_user_model.objects.create_user("player", password="pw-player-1")
     client.force_login(player)

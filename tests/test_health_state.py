@@ -104,8 +104,12 @@ def test_the_record_is_shared_by_the_fleet(configure, sandbox):
 
 
 def test_a_broken_cache_never_breaks_a_call(configure, sandbox, settings):
-    settings.CACHES = {**settings.CACHES, "dead": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0",
-    }}
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        },
+    }
     configure(CACHE_ALIAS="dead")
     assert get_player_risk_profile("player_1", fresh=True).player_id == "player_1"

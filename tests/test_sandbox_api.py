@@ -26,7 +26,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T00:14:00Z$")
 CATEGORY_KEYS = {1, 2, 3, 4, 5, 6, 8}
 
 
-
 @pytest.fixture
 def state(server):
     return fresh_state(server)

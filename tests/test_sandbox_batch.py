@@ -21,7 +21,6 @@ from tests.sandbox_support import (
 START = date(2025, 7, 1)
 
 
-
 def setup(server: SandboxServer, **kwargs) -> tuple[SandboxState, str]:
     state = fresh_state(server, start_day=START, **kwargs)
     return state, fetch_token(server)

@@ -56,9 +56,18 @@ def test_profile_is_typed(configure, sandbox):
 
 @pytest.mark.parametrize(
     ("score", "band"),
-    [(1, RiskBand.NO_RISK), (49.9, RiskBand.NO_RISK), (50, RiskBand.LOW), (67, RiskBand.LOW),
-     (68, RiskBand.MEDIUM), (94, RiskBand.MEDIUM), (95, RiskBand.HIGH), (98, RiskBand.HIGH),
-     (99, RiskBand.VERY_HIGH), (100, RiskBand.VERY_HIGH)],
+    [
+        (1, RiskBand.NO_RISK),
+        (49.9, RiskBand.NO_RISK),
+        (50, RiskBand.LOW),
+        (67, RiskBand.LOW),
+        (68, RiskBand.MEDIUM),
+        (94, RiskBand.MEDIUM),
+        (95, RiskBand.HIGH),
+        (98, RiskBand.HIGH),
+        (99, RiskBand.VERY_HIGH),
+        (100, RiskBand.VERY_HIGH),
+    ],
 )
 def test_bands_follow_the_reference(score, band):
     assert RiskBand.for_score(score) == band
@@ -73,15 +82,24 @@ def test_all_bands_appear_among_sandbox_players(configure, sandbox):
 def test_parsing_tolerates_order_extra_and_absent_fields():
     from bettorsense.profiles import parse_profile
 
-    profile = parse_profile({
-        "riskScore": 70, "extra": {"x": 1}, "playerId": "p",
-        "categoryScores": [{"score": -1.5, "name": "Time", "key": 4}, {"name": "Losses", "key": 3, "score": 2}],
-    })
+    profile = parse_profile(
+        {
+            "riskScore": 70,
+            "extra": {"x": 1},
+            "playerId": "p",
+            "categoryScores": [{"score": -1.5, "name": "Time", "key": 4}, {"name": "Losses", "key": 3, "score": 2}],
+        }
+    )
     assert profile.band == RiskBand.MEDIUM
     assert profile.last_updated is None and profile.percentile is None and profile.risk_category is None
     assert [c.key for c in profile.category_scores] == [3, 4]
-    for bad in ({"riskScore": 5}, {"playerId": "p", "riskScore": "5"}, {"playerId": "p", "riskScore": 500},
-                {"playerId": "p", "riskScore": 5, "categoryScores": [{"key": "3", "score": 1}]}, ["p"]):
+    for bad in (
+        {"riskScore": 5},
+        {"playerId": "p", "riskScore": "5"},
+        {"playerId": "p", "riskScore": 500},
+        {"playerId": "p", "riskScore": 5, "categoryScores": [{"key": "3", "score": 1}]},
+        ["p"],
+    ):
         with pytest.raises(BadResponse):
             parse_profile(bad)
 
@@ -127,8 +145,13 @@ def test_next_recompute(settings, now, expected):
 
 @pytest.mark.parametrize(
     ("account", "error"),
-    [("player_97", ProfileNotCreated), ("player_89", ProfileInactive), ("nobody", PlayerNotFound),
-     ("not_created_x", ProfileNotCreated), ("inactive_y", ProfileInactive)],
+    [
+        ("player_97", ProfileNotCreated),
+        ("player_89", ProfileInactive),
+        ("nobody", PlayerNotFound),
+        ("not_created_x", ProfileNotCreated),
+        ("inactive_y", ProfileInactive),
+    ],
 )
 def test_the_three_not_found_cases_are_cached_briefly(configure, sandbox, account, error):
     with pytest.raises(error) as caught:
@@ -156,8 +179,14 @@ def test_missing_bookmaker_ids_is_a_configuration_error(configure):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"bookmaker_id": -1}, {"bookmaker_id": 2**31}, {"bookmaker_id": True}, {"bookmaker_id": "123"},
-     {"sub_bookmaker_id": 2**31}, {"sub_bookmaker_id": 1.5}],
+    [
+        {"bookmaker_id": -1},
+        {"bookmaker_id": 2**31},
+        {"bookmaker_id": True},
+        {"bookmaker_id": "123"},
+        {"sub_bookmaker_id": 2**31},
+        {"sub_bookmaker_id": 1.5},
+    ],
 )
 def test_bad_bookmaker_ids_are_refused_before_any_request(configure, sandbox, kwargs):
     with pytest.raises(InvalidInput):

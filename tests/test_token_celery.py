@@ -59,7 +59,11 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     with log.open("w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "project", *args],
-            cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -92,12 +96,36 @@ def test_beat_renews_the_token_and_requests_never_ask(
 
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(start(
-            ["worker", "--loglevel=INFO", "--concurrency=2", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--hostname", f"bstest-{uuid.uuid4().hex[:8]}@%h"], env, worker_log))
-        processes.append(start(
-            ["beat", "--loglevel=INFO", "--schedule", str(tmp_path / "celerybeat-schedule"),
-             "--pidfile", str(tmp_path / "beat.pid")], env, beat_log))
+        processes.append(
+            start(
+                [
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=2",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "--hostname",
+                    f"bstest-{uuid.uuid4().hex[:8]}@%h",
+                ],
+                env,
+                worker_log,
+            )
+        )
+        processes.append(
+            start(
+                [
+                    "beat",
+                    "--loglevel=INFO",
+                    "--schedule",
+                    str(tmp_path / "celerybeat-schedule"),
+                    "--pidfile",
+                    str(tmp_path / "beat.pid"),
+                ],
+                env,
+                beat_log,
+            )
+        )
 
         # Ready when beat's first tick, run by the worker, has put a token in the cache.
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -132,8 +160,7 @@ def test_beat_renews_the_token_and_requests_never_ask(
                 origins[jti] = renewal.origin if renewal is not None else "none"
             seen[jti][1] = returned_at
             time.sleep(0.01)
-        died = {name: proc.returncode for name, proc in zip(NAMES, processes, strict=True)
-                if proc.poll() is not None}
+        died = {name: proc.returncode for name, proc in zip(NAMES, processes, strict=True) if proc.poll() is not None}
         fleet = state.read_token_state(config)
         stats = celery_sandbox.state.stats()
         records = sorted(celery_sandbox.state.tokens.values(), key=lambda record: record.issued_at)
@@ -148,9 +175,11 @@ def test_beat_renews_the_token_and_requests_never_ask(
     lifetimes = span / effective_lifetime(celery_sandbox.state, LIFETIME)
     issued_tokens = celery_sandbox.state.tokens
     # Tokens this process was handed at or after the moment the sandbox considers them expired.
-    late = {jti[:8]: round(last - issued_tokens[jti].expires_at, 3) if jti in issued_tokens else "unknown"
-            for jti, (_, last) in seen.items()
-            if jti not in issued_tokens or last >= issued_tokens[jti].expires_at}
+    late = {
+        jti[:8]: round(last - issued_tokens[jti].expires_at, 3) if jti in issued_tokens else "unknown"
+        for jti, (_, last) in seen.items()
+        if jti not in issued_tokens or last >= issued_tokens[jti].expires_at
+    }
     gaps = [round(nxt.issued_at - prev.expires_at, 3) for prev, nxt in itertools.pairwise(records)]
     evidence = (
         f"first token from beat after {ready_after:.1f} s; "

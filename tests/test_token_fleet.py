@@ -55,8 +55,9 @@ def late_tokens(fleet: dict[str, Any], server: SandboxServer) -> list[dict[str, 
 
 def claim_lateness(fleet: dict[str, Any]) -> float:
     """The most seconds a token was handed out after its JWT ``exp`` claim (negative: never)."""
-    return max((t["last_seen"] - t["exp"] for t in fleet["tokens"].values() if t["exp"] is not None),
-               default=float("-inf"))
+    return max(
+        (t["last_seen"] - t["exp"] for t in fleet["tokens"].values() if t["exp"] is not None), default=float("-inf")
+    )
 
 
 def db_cache_entries() -> int | None:
@@ -72,8 +73,13 @@ def db_cache_entries() -> int | None:
 def token_timeline(fleet: dict[str, Any]) -> list[dict[str, Any]]:
     """When each token was first and last handed out, and its ``exp`` claim (seconds mod 1000)."""
     return [
-        {"jti": jti[:8], "first": round(t["first_seen"] % 1000, 3), "last": round(t["last_seen"] % 1000, 3),
-         "exp": t["exp"] % 1000 if t["exp"] else None, "calls": t["calls"]}
+        {
+            "jti": jti[:8],
+            "first": round(t["first_seen"] % 1000, 3),
+            "last": round(t["last_seen"] % 1000, 3),
+            "exp": t["exp"] % 1000 if t["exp"] else None,
+            "calls": t["calls"],
+        }
         for jti, t in sorted(fleet["tokens"].items(), key=lambda item: item[1]["first_seen"])
     ]
 
@@ -97,23 +103,26 @@ def test_fleet_of_processes_shares_one_token_per_lifetime(fleet_sandbox: Sandbox
     issued = stats["tokens"]["issued"]
     lifetimes = fleet["duration"] / effective_lifetime(fleet_sandbox.state, LIFETIME)
     late = late_tokens(fleet, fleet_sandbox)
-    evidence = json.dumps({
-        "cache": settings.CACHES["default"]["BACKEND"],
-        "db_cache_entries_before": cache_entries,
-        "database": connection.settings_dict["ENGINE"],
-        "duration": round(fleet["duration"], 3),
-        "lifetimes": round(lifetimes, 3),
-        "issued": issued,
-        "calls": fleet["calls"],
-        "errors": fleet["errors"],
-        "error_samples": fleet["error_samples"],
-        "warnings": fleet["warnings"],
-        "fetch_counts": fleet["fetch_counts"],
-        "late": late,
-        "max_seconds_after_exp_claim": round(claim_lateness(fleet), 3),
-        "sandbox": {key: stats[key] for key in ("tokens", "token_requests", "reuse_violations")},
-        "tokens": token_timeline(fleet),
-    }, indent=1)
+    evidence = json.dumps(
+        {
+            "cache": settings.CACHES["default"]["BACKEND"],
+            "db_cache_entries_before": cache_entries,
+            "database": connection.settings_dict["ENGINE"],
+            "duration": round(fleet["duration"], 3),
+            "lifetimes": round(lifetimes, 3),
+            "issued": issued,
+            "calls": fleet["calls"],
+            "errors": fleet["errors"],
+            "error_samples": fleet["error_samples"],
+            "warnings": fleet["warnings"],
+            "fetch_counts": fleet["fetch_counts"],
+            "late": late,
+            "max_seconds_after_exp_claim": round(claim_lateness(fleet), 3),
+            "sandbox": {key: stats[key] for key in ("tokens", "token_requests", "reuse_violations")},
+            "tokens": token_timeline(fleet),
+        },
+        indent=1,
+    )
     print(evidence)  # shown by pytest when an assertion fails
 
     assert len(reports) == PROCESSES, evidence

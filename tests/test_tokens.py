@@ -362,10 +362,13 @@ def test_invalidate_only_the_exact_current_token(configure, sandbox):
 
 
 def test_cache_server_down_falls_back_to_a_process_local_token(configure, sandbox, settings, caplog):
-    settings.CACHES = {**settings.CACHES, "dead": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:9/0",
-    }}
+    settings.CACHES = {
+        **settings.CACHES,
+        "dead": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+        },
+    }
     configure(CACHE_ALIAS="dead")
     manager = TokenManager(get_config())
     with caplog.at_level("WARNING", logger="bettorsense"):

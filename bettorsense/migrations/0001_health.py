@@ -4,23 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Health',
+            name="Health",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
             ],
             options={
-                'verbose_name': 'health',
-                'verbose_name_plural': 'health',
-                'managed': False,
-                'default_permissions': ('view',),
+                "verbose_name": "health",
+                "verbose_name_plural": "health",
+                "managed": False,
+                "default_permissions": ("view",),
             },
         ),
     ]

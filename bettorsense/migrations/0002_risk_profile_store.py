@@ -5,77 +5,144 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bettorsense', '0001_health'),
+        ("bettorsense", "0001_health"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('mode', models.CharField(choices=[('incremental', 'Incremental'), ('full', 'Full')], max_length=12)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], db_index=True, default='running', max_length=10)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('bookmaker_id', models.PositiveIntegerField()),
-                ('sub_bookmaker_id', models.PositiveIntegerField()),
-                ('watermark_from', models.DateTimeField(blank=True, help_text='The changed-since filter used.', null=True)),
-                ('watermark_reached', models.DateTimeField(blank=True, help_text='The latest lastUpdated seen.', null=True)),
-                ('start_page', models.PositiveIntegerField(default=1)),
-                ('checkpoint_page', models.PositiveIntegerField(default=0, help_text='The last page committed.')),
-                ('pages', models.PositiveIntegerField(default=0)),
-                ('profiles_seen', models.PositiveIntegerField(default=0)),
-                ('profiles_created', models.PositiveIntegerField(default=0)),
-                ('profiles_changed', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("mode", models.CharField(choices=[("incremental", "Incremental"), ("full", "Full")], max_length=12)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("succeeded", "Succeeded"), ("failed", "Failed")],
+                        db_index=True,
+                        default="running",
+                        max_length=10,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("bookmaker_id", models.PositiveIntegerField()),
+                ("sub_bookmaker_id", models.PositiveIntegerField()),
+                (
+                    "watermark_from",
+                    models.DateTimeField(blank=True, help_text="The changed-since filter used.", null=True),
+                ),
+                (
+                    "watermark_reached",
+                    models.DateTimeField(blank=True, help_text="The latest lastUpdated seen.", null=True),
+                ),
+                ("start_page", models.PositiveIntegerField(default=1)),
+                ("checkpoint_page", models.PositiveIntegerField(default=0, help_text="The last page committed.")),
+                ("pages", models.PositiveIntegerField(default=0)),
+                ("profiles_seen", models.PositiveIntegerField(default=0)),
+                ("profiles_created", models.PositiveIntegerField(default=0)),
+                ("profiles_changed", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
-                'get_latest_by': 'started_at',
-                'default_permissions': ('view',),
+                "ordering": ["-started_at", "-id"],
+                "get_latest_by": "started_at",
+                "default_permissions": ("view",),
             },
         ),
         migrations.CreateModel(
-            name='PlayerRiskProfile',
+            name="PlayerRiskProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bookmaker_id', models.PositiveIntegerField()),
-                ('sub_bookmaker_id', models.PositiveIntegerField()),
-                ('account_id', models.CharField(max_length=64)),
-                ('risk_score', models.FloatField()),
-                ('risk_category', models.SmallIntegerField(blank=True, null=True)),
-                ('band', models.SmallIntegerField(choices=[(0, 'No risk'), (1, 'Low risk'), (2, 'Medium risk'), (3, 'High risk'), (4, 'Very high risk')], db_index=True)),
-                ('percentile', models.FloatField(blank=True, null=True)),
-                ('category_scores', models.JSONField(default=list)),
-                ('last_updated', models.DateTimeField(blank=True, db_index=True, help_text='At Sportradar.', null=True)),
-                ('fetched_at', models.DateTimeField(help_text='When the sync last fetched it.')),
-                ('changed_at', models.DateTimeField(db_index=True, help_text='When the score or band last changed here.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("bookmaker_id", models.PositiveIntegerField()),
+                ("sub_bookmaker_id", models.PositiveIntegerField()),
+                ("account_id", models.CharField(max_length=64)),
+                ("risk_score", models.FloatField()),
+                ("risk_category", models.SmallIntegerField(blank=True, null=True)),
+                (
+                    "band",
+                    models.SmallIntegerField(
+                        choices=[
+                            (0, "No risk"),
+                            (1, "Low risk"),
+                            (2, "Medium risk"),
+                            (3, "High risk"),
+                            (4, "Very high risk"),
+                        ],
+                        db_index=True,
+                    ),
+                ),
+                ("percentile", models.FloatField(blank=True, null=True)),
+                ("category_scores", models.JSONField(default=list)),
+                (
+                    "last_updated",
+                    models.DateTimeField(blank=True, db_index=True, help_text="At Sportradar.", null=True),
+                ),
+                ("fetched_at", models.DateTimeField(help_text="When the sync last fetched it.")),
+                (
+                    "changed_at",
+                    models.DateTimeField(db_index=True, help_text="When the score or band last changed here."),
+                ),
             ],
             options={
-                'verbose_name': 'player risk profile',
-                'default_permissions': ('view',),
-                'indexes': [models.Index(fields=['risk_score'], name='bettorsense_profile_score')],
-                'constraints': [models.UniqueConstraint(fields=('bookmaker_id', 'sub_bookmaker_id', 'account_id'), name='bettorsense_profile_unique_account')],
+                "verbose_name": "player risk profile",
+                "default_permissions": ("view",),
+                "indexes": [models.Index(fields=["risk_score"], name="bettorsense_profile_score")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("bookmaker_id", "sub_bookmaker_id", "account_id"),
+                        name="bettorsense_profile_unique_account",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='RiskProfileChange',
+            name="RiskProfileChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('risk_score', models.FloatField()),
-                ('band', models.SmallIntegerField(choices=[(0, 'No risk'), (1, 'Low risk'), (2, 'Medium risk'), (3, 'High risk'), (4, 'Very high risk')])),
-                ('previous_score', models.FloatField(blank=True, null=True)),
-                ('previous_band', models.SmallIntegerField(blank=True, choices=[(0, 'No risk'), (1, 'Low risk'), (2, 'Medium risk'), (3, 'High risk'), (4, 'Very high risk')], null=True)),
-                ('last_updated', models.DateTimeField(blank=True, help_text='At Sportradar.', null=True)),
-                ('recorded_at', models.DateTimeField()),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='bettorsense.playerriskprofile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("risk_score", models.FloatField()),
+                (
+                    "band",
+                    models.SmallIntegerField(
+                        choices=[
+                            (0, "No risk"),
+                            (1, "Low risk"),
+                            (2, "Medium risk"),
+                            (3, "High risk"),
+                            (4, "Very high risk"),
+                        ]
+                    ),
+                ),
+                ("previous_score", models.FloatField(blank=True, null=True)),
+                (
+                    "previous_band",
+                    models.SmallIntegerField(
+                        blank=True,
+                        choices=[
+                            (0, "No risk"),
+                            (1, "Low risk"),
+                            (2, "Medium risk"),
+                            (3, "High risk"),
+                            (4, "Very high risk"),
+                        ],
+                        null=True,
+                    ),
+                ),
+                ("last_updated", models.DateTimeField(blank=True, help_text="At Sportradar.", null=True)),
+                ("recorded_at", models.DateTimeField()),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="changes",
+                        to="bettorsense.playerriskprofile",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-recorded_at', '-id'],
-                'default_permissions': ('view',),
-                'indexes': [models.Index(fields=['profile', 'recorded_at'], name='bettorsense_change_profile')],
+                "ordering": ["-recorded_at", "-id"],
+                "default_permissions": ("view",),
+                "indexes": [models.Index(fields=["profile", "recorded_at"], name="bettorsense_change_profile")],
             },
         ),
     ]

@@ -46,8 +46,9 @@ class Command(BaseCommand):
             if result is not None:
                 self._print_probe(result)
         if verdict.status is Status.DOWN:
-            raise CommandError("Bettor Sense is down: " + "; ".join(r.code for r in verdict.reasons if
-                                                                     r.status is Status.DOWN))
+            raise CommandError(
+                "Bettor Sense is down: " + "; ".join(r.code for r in verdict.reasons if r.status is Status.DOWN)
+            )
         if result is not None and not result.ok:
             raise CommandError("The live check failed.")
 
@@ -64,8 +65,10 @@ class Command(BaseCommand):
             out(f"Environment:   {config.environment}  audience: {config.audience}")
             out(f"Token URL:     {config.token_url}")
             out(f"API URL:       {config.api_url}")
-            out(f"Client:        {config.client_id_masked or '(not set)'}  "
-                f"bookmaker: {config.bookmaker_id} / {config.sub_bookmaker_id}")
+            out(
+                f"Client:        {config.client_id_masked or '(not set)'}  "
+                f"bookmaker: {config.bookmaker_id} / {config.sub_bookmaker_id}"
+            )
         if taken.cache is not None:
             cache = taken.cache
             sharing = "unreachable" if not cache.reachable else ("shared" if cache.shared else "NOT shared")
@@ -80,26 +83,35 @@ class Command(BaseCommand):
         if fleet is not None:
             renewal = fleet.last_renewal
             if renewal is not None:
-                out(f"Last renewal:  {report.when(renewal.at, now)} by {renewal.origin}, {renewal.outcome}, "
-                    f"{renewal.duration * 1000:.0f} ms")
+                out(
+                    f"Last renewal:  {report.when(renewal.at, now)} by {renewal.origin}, {renewal.outcome}, "
+                    f"{renewal.duration * 1000:.0f} ms"
+                )
             if fleet.last_error is not None:
                 out(f"Last error:    {report.when(fleet.last_error.at, now)} {fleet.last_error.error}")
             out(f"Renewals:      {fleet.renewals_last_hour} in the last hour, {fleet.renewals_last_day} in 24 h")
             out(f"Requests:      {fleet.requests_last_hour} in the last hour, {fleet.requests_last_day} in 24 h")
-            out(f"Beat:          last ran {report.when(fleet.beat_last_run, now)}"
-                + ("  STALE" if taken.beat_stale else ""))
+            out(
+                f"Beat:          last ran {report.when(fleet.beat_last_run, now)}"
+                + ("  STALE" if taken.beat_stale else "")
+            )
         out(f"Breaker:       {taken.breaker or 'unknown'}")
         call = taken.last_api_call
         if call is not None:
-            out(f"Last API call: {call.outcome} (HTTP {call.status}) in {call.latency * 1000:.0f} ms, "
-                f"{report.when(call.at, now)}")
+            out(
+                f"Last API call: {call.outcome} (HTTP {call.status}) in {call.latency * 1000:.0f} ms, "
+                f"{report.when(call.at, now)}"
+            )
         for check in taken.checks:
             out(f"Check:         {check.id} ({check.level}) {check.message}")
 
     def _print_probe(self, result: probe.ProbeResult) -> None:
-        self.stdout.write(self._style(Status.OK if result.ok else Status.DOWN)(
-            f"Live check:    {'passed' if result.ok else 'FAILED'}"
-        ))
+        self.stdout.write(
+            self._style(Status.OK if result.ok else Status.DOWN)(
+                f"Live check:    {'passed' if result.ok else 'FAILED'}"
+            )
+        )
         for step in result.steps:
-            self.stdout.write(f"  {step.name:<6} {'ok' if step.ok else 'failed':<7} {step.duration_ms:>8.1f} ms  "
-                              f"{step.detail}")
+            self.stdout.write(
+                f"  {step.name:<6} {'ok' if step.ok else 'failed':<7} {step.duration_ms:>8.1f} ms  {step.detail}"
+            )

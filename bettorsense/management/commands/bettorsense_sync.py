@@ -50,8 +50,11 @@ class Command(BaseCommand):
 
         try:
             run = run_sync(
-                full=options["full"], since=since, bookmaker_id=options["bookmaker"],
-                sub_bookmaker_id=options["sub_bookmaker"], progress=progress,
+                full=options["full"],
+                since=since,
+                bookmaker_id=options["bookmaker"],
+                sub_bookmaker_id=options["sub_bookmaker"],
+                progress=progress,
             )
         except (BettorSenseError, SyncRefused) as err:
             if on_terminal:
@@ -59,7 +62,9 @@ class Command(BaseCommand):
             raise CommandError(f"Sync failed: {type(err).__name__}: {err}") from err
         if on_terminal:
             self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS(
-            f"{run.get_mode_display()} sync {run.status}: {run.pages} pages, {run.profiles_seen} players, "
-            f"{run.profiles_created} new, {run.profiles_changed} changed; watermark {run.watermark_reached}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{run.get_mode_display()} sync {run.status}: {run.pages} pages, {run.profiles_seen} players, "
+                f"{run.profiles_created} new, {run.profiles_changed} changed; watermark {run.watermark_reached}"
+            )
+        )

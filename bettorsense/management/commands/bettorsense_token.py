@@ -61,8 +61,10 @@ class Command(BaseCommand):
         if renewal is None:
             self.stdout.write("Last renewal: none recorded")
         else:
-            line = (f"Last renewal: {_when(renewal.at)} by {renewal.origin}, {renewal.outcome}, "
-                    f"{renewal.duration * 1000:.0f} ms")
+            line = (
+                f"Last renewal: {_when(renewal.at)} by {renewal.origin}, {renewal.outcome}, "
+                f"{renewal.duration * 1000:.0f} ms"
+            )
             style = self.style.SUCCESS if renewal.outcome == "ok" else self.style.ERROR
             self.stdout.write(style(line))
         if fleet.last_error is not None:
