@@ -86,7 +86,7 @@ def run(base: str, calls: int, rounds: int) -> int:
         "KEY_PREFIX": f"bench-{os.getpid()}",
     }
     from bettorsense.services import get_player_risk_profile
-    from bettorsense.tokens import get_access_token
+    from bettorsense.tokens.manager import get_access_token
 
     account = "player_1"
     url = f"{base}/ci/api/rg/v1/Operator/PlayerRiskProfile/bookmakers/123/sub-bookmakers/456/accountid/{account}"

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bettorsense.sandbox import SandboxServer, SandboxState  # noqa: E402  (after the path set-up)
-from tests.fleet_worker import child_env, effective_lifetime, run_fleet, sandbox_overrides, summarise  # noqa: E402
+from harness.fleet import child_env, effective_lifetime, run_fleet, sandbox_overrides, summarise  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +50,7 @@ def set_up_django(workdir: Path, overrides: dict[str, Any]) -> str:
     """Configure the environment, set Django up in this process and create the cache table."""
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
     os.environ.setdefault("CELERY_BROKER_DIR", str(workdir / "broker"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.fleet_settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "harness.fleet_settings"
     os.environ["BETTORSENSE_TEST_OVERRIDES"] = json.dumps(overrides)
     import django
     from django.core.management import call_command
@@ -108,14 +108,14 @@ def hot_path(server: SandboxServer, repeat: int) -> dict[str, float]:
 
     from bettorsense import tokens
     from bettorsense.conf import get_config
-    from bettorsense.store import SharedTokenStore
+    from bettorsense.tokens.shared import SharedTokenCache
 
     server.state.reset()
     server.state.set_config(token_lifetime=600, enforce_reuse=True)
     config = get_config()
     tokens.get_access_token()  # fetch once, then everything below is the steady state
     cache = caches[config.cache_alias]
-    key = SharedTokenStore(config).token_key
+    key = SharedTokenCache(config).token_key
     assert cache.get(key) is not None, "the token is not in the cache"
     namespace = {"get_access_token": tokens.get_access_token, "cache_get": cache.get, "key": key}
     memo = best_per_call("get_access_token()", namespace, repeat)

@@ -24,8 +24,9 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import health, probe, report, snapshot
-from .models import Health, PlayerRiskProfile, SyncRun
+from bettorsense.health import probe, report, snapshot
+from bettorsense.health import rules as health
+from bettorsense.models import Health, PlayerRiskProfile, SyncRun
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ class SyncRunAdmin(ReadOnlyAdmin):
     def start_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request) or not request.user.is_staff:
             raise PermissionDenied
-        from .tasks import sync_risk_profiles
+        from bettorsense.tasks import sync_risk_profiles
 
         sync_risk_profiles.delay()
         logger.info("Incremental sync queued from the admin by user id %s", request.user.pk)

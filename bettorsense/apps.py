@@ -9,7 +9,10 @@ class BettorSenseConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, conf  # noqa: F401  (registers checks and the setting_changed receiver)
-        from .health_check_backend import register
+        from bettorsense import (
+            checks,  # noqa: F401  (registers checks and the setting_changed receiver)
+            conf,  # noqa: F401  (registers checks and the setting_changed receiver)
+        )
+        from bettorsense.health_check_backend import register
 
         register()  # with django-health-check 3, when it is installed; a no-op otherwise

@@ -7,8 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import get_config, unknown_setting_names
-from .exceptions import BettorSenseConfigurationError
+from bettorsense.conf import get_config, unknown_setting_names
+from bettorsense.exceptions import BettorSenseConfigurationError
 
 REFRESH_TASK = "bettorsense.tasks.refresh_token"
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .exceptions import BettorSenseConfigurationError
+from bettorsense.exceptions import BettorSenseConfigurationError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .redaction import redact
+from bettorsense.redaction import redact
 
 
 class BettorSenseConfigurationError(ImproperlyConfigured):

@@ -18,8 +18,7 @@ from typing import Any
 
 from django.apps import apps
 
-from . import health as rules
-from . import snapshot
+from bettorsense.health import rules, snapshot
 
 logger = logging.getLogger(__name__)
 

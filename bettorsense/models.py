@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from . import profiles
-from .profiles import RiskBand
+from bettorsense import profiles
+from bettorsense.profiles import RiskBand
 
 
 class Health(models.Model):
@@ -59,9 +59,9 @@ class PlayerRiskProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.account_id} ({self.get_band_display()}, {self.risk_score:g})"
 
-    def to_profile(self, source: str = "store") -> profiles.PlayerRiskProfile:
-        return profiles.PlayerRiskProfile(
-            player_id=self.account_id,
+    def to_profile(self, source: str = "store") -> profiles.RiskProfile:
+        return profiles.RiskProfile(
+            account_id=self.account_id,
             last_updated=self.last_updated,
             risk_score=self.risk_score,
             risk_category=self.risk_category,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import models
 
-from .exceptions import BadResponse
+from bettorsense.exceptions import BadResponse
 
 
 class RiskBand(models.IntegerChoices):
@@ -46,8 +47,8 @@ class CategoryScore:
 
 
 @dataclass(frozen=True)
-class PlayerRiskProfile:
-    player_id: str
+class RiskProfile:
+    account_id: str
     last_updated: datetime | None
     risk_score: float
     risk_category: int | None
@@ -59,16 +60,22 @@ class PlayerRiskProfile:
     source: str = field(default="api", compare=False)
 
     @property
+    def player_id(self) -> str:
+        """Deprecated since 0.2: the player's id is ``account_id`` everywhere."""
+        warnings.warn("RiskProfile.player_id is deprecated; use account_id.", DeprecationWarning, stacklevel=2)
+        return self.account_id
+
+    @property
     def stale(self) -> bool:
         return self.source == "stale"
 
-    def with_source(self, source: str) -> PlayerRiskProfile:
+    def with_source(self, source: str) -> RiskProfile:
         return replace(self, source=source)
 
     def to_json(self) -> dict[str, Any]:
         """The vendor's field names, plus our derived band and the source."""
         return {
-            "playerId": self.player_id,
+            "playerId": self.account_id,
             "lastUpdatedDateTime": self.last_updated.isoformat().replace("+00:00", "Z") if self.last_updated else None,
             "riskScore": self.risk_score,
             "riskCategory": self.risk_category,
@@ -102,15 +109,15 @@ def _number(data: dict[str, Any], name: str, *, required: bool) -> float | None:
     return value
 
 
-def parse_profile(data: Any) -> PlayerRiskProfile:
+def parse_profile(data: Any) -> RiskProfile:
     """A profile from one ``PlayerRiskProfileDto``; field order and extra fields do not matter.
 
     ``playerId`` and ``riskScore`` are required; the other fields may be absent or null.
     """
     if not isinstance(data, dict):
         raise BadResponse("A risk profile is not a JSON object.")
-    player_id = data.get("playerId")
-    if not isinstance(player_id, str) or not player_id:
+    account_id = data.get("playerId")
+    if not isinstance(account_id, str) or not account_id:
         raise BadResponse("Profile field 'playerId' is missing or not a string.")
     score = _number(data, "riskScore", required=True) or 0.0
     if not 0 <= score <= 100:
@@ -126,8 +133,8 @@ def parse_profile(data: Any) -> PlayerRiskProfile:
     if not isinstance(scores_raw, list):
         raise BadResponse("Profile field 'categoryScores' is not a list.")
     scores = tuple(sorted((_category(item) for item in scores_raw), key=lambda c: c.score, reverse=True))
-    return PlayerRiskProfile(
-        player_id=player_id,
+    return RiskProfile(
+        account_id=account_id,
         last_updated=last_updated,
         risk_score=score,
         risk_category=int(category) if category is not None else None,
@@ -146,3 +153,10 @@ def _category(item: Any) -> CategoryScore:
     if isinstance(score, bool) or not isinstance(score, int | float):
         raise BadResponse("Category score 'score' is not a number.")
     return CategoryScore(key=key, name=str(item.get("name") or ""), score=float(score))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PlayerRiskProfile":  # the dataclass's name before 0.2; the model keeps that name
+        warnings.warn("bettorsense.profiles.PlayerRiskProfile is now RiskProfile.", DeprecationWarning, stacklevel=2)
+        return RiskProfile
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,9 +23,12 @@ from typing import Any
 
 from django.core.cache import caches
 
-from . import client
-from .conf import Config, get_config
-from .exceptions import (
+from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.client import api as client
+from bettorsense.client.validation import account_id as valid_account_id
+from bettorsense.client.validation import bookmaker_id as valid_bookmaker_id
+from bettorsense.conf import Config, get_config
+from bettorsense.exceptions import (
     BadResponse,
     BettorSenseConfigurationError,
     BettorSenseError,
@@ -37,10 +40,7 @@ from .exceptions import (
     RateLimited,
     ServiceUnavailable,
 )
-from .profiles import PlayerRiskProfile, parse_profile
-from .store import CacheUnavailable, cache_key, guard_cache
-from .validation import account_id as valid_account_id
-from .validation import bookmaker_id as valid_bookmaker_id
+from bettorsense.profiles import RiskProfile, parse_profile
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def get_player_risk_profile(
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
     fresh: bool = False,
-) -> PlayerRiskProfile:
+) -> RiskProfile:
     """The risk profile of one player: from the cache until the next daily recompute, else the API.
 
     ``fresh=True`` asks the API and leaves the cache alone: no read, no write (the daily batch or
@@ -177,7 +177,7 @@ def get_player_risk_profile(
             logger.warning("Serving a stale profile: %s", type(err).__name__)
             return _cached_profile(cached, "stale")
         raise
-    if profile.player_id != account:
+    if profile.account_id != account:
         raise BadResponse("The API answered with the profile of another player.")
     if use_cache:
         _cache_until_recompute(config, key, body)
@@ -190,10 +190,10 @@ def _cache_until_recompute(config: Config, key: str, body: dict[str, Any]) -> No
     _cache_set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
 
 
-def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> PlayerRiskProfile | None:
+def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> RiskProfile | None:
     """The local store's copy, if a sync has succeeded since the last daily recompute."""
-    from .models import PlayerRiskProfile as StoredProfile
-    from .models import SyncRun
+    from bettorsense.models import PlayerRiskProfile as StoredProfile
+    from bettorsense.models import SyncRun
 
     last_recompute = next_recompute(config, datetime.now(UTC)) - timedelta(days=1)
     scope = {"bookmaker_id": bookmaker, "sub_bookmaker_id": sub_bookmaker}
@@ -203,7 +203,7 @@ def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str
     return row.to_profile("store") if row is not None else None
 
 
-def _cached_profile(cached: dict[str, Any], source: str) -> PlayerRiskProfile:
+def _cached_profile(cached: dict[str, Any], source: str) -> RiskProfile:
     return parse_profile(cached["profile"]).with_source(source)
 
 
@@ -240,7 +240,7 @@ def iter_risk_profile_pages(
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
     start_page: int = 1,
-) -> Iterator[tuple[int, list[PlayerRiskProfile]]]:
+) -> Iterator[tuple[int, list[RiskProfile]]]:
     """The batch endpoint page by page, as ``(page number, profiles)``, from ``start_page``.
 
     Stops on an empty page, on a page shorter than ``BATCH_PAGE_SIZE``, or at the total page count
@@ -260,7 +260,7 @@ def iter_risk_profile_pages(
         if not items:
             return
         profiles = [parse_profile(item) for item in items]
-        ids = (profiles[0].player_id, profiles[-1].player_id)
+        ids = (profiles[0].account_id, profiles[-1].account_id)
         if ids == previous_ids:
             raise BadResponse(f"Batch page {page} repeats page {page - 1}; the API may ignore the page parameter.")
         previous_ids = ids
@@ -275,7 +275,7 @@ def iter_risk_profiles(
     changed_since: date | datetime | None = None,
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
-) -> Iterator[PlayerRiskProfile]:
+) -> Iterator[RiskProfile]:
     """Every profile of the batch endpoint, from page 1, streamed: never more than one page in memory."""
     for _, profiles in iter_risk_profile_pages(
         changed_since=changed_since, bookmaker_id=bookmaker_id, sub_bookmaker_id=sub_bookmaker_id
@@ -285,7 +285,7 @@ def iter_risk_profiles(
 
 __all__ = [
     "BettorSenseError",
-    "PlayerRiskProfile",
+    "RiskProfile",
     "get_player_risk_profile",
     "iter_risk_profile_pages",
     "iter_risk_profiles",

@@ -22,14 +22,14 @@ from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import Config, get_config
-from .exceptions import SyncAlreadyRunning, SyncRefused
-from .models import PlayerRiskProfile as StoredProfile
-from .models import RiskProfileChange, SyncRun
-from .profiles import PlayerRiskProfile, RiskBand
-from .services import bookmaker_ids, iter_risk_profile_pages
-from .signals import risk_band_changed
-from .store import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.conf import Config, get_config
+from bettorsense.exceptions import SyncAlreadyRunning, SyncRefused
+from bettorsense.models import PlayerRiskProfile as StoredProfile
+from bettorsense.models import RiskProfileChange, SyncRun
+from bettorsense.profiles import RiskBand, RiskProfile
+from bettorsense.services import bookmaker_ids, iter_risk_profile_pages
+from bettorsense.signals import risk_band_changed
 
 logger = logging.getLogger(__name__)
 
@@ -208,11 +208,11 @@ def _run_pages(run: SyncRun, watermark: datetime | None, lock: _SyncLock, progre
             progress(run)
 
 
-def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, int]:
+def _upsert_page(run: SyncRun, profiles: list[RiskProfile]) -> tuple[int, int]:
     """Upsert one page; record history; queue the band signals for after the commit."""
     now = timezone.now()
     scope = {"bookmaker_id": run.bookmaker_id, "sub_bookmaker_id": run.sub_bookmaker_id}
-    accounts = [profile.player_id for profile in profiles]
+    accounts = [profile.account_id for profile in profiles]
     existing: dict[str, tuple[float, int, datetime]] = {
         account: (score, band, changed_at)
         for account, score, band, changed_at in StoredProfile.objects.filter(
@@ -224,12 +224,12 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
     moves: list[tuple[str, int, int]] = []
     created = changed = 0
     for profile in profiles:
-        old = existing.get(profile.player_id)
+        old = existing.get(profile.account_id)
         is_change = old is None or old[0] != profile.risk_score or old[1] != profile.band
         rows.append(
             StoredProfile(
                 **scope,
-                account_id=profile.player_id,
+                account_id=profile.account_id,
                 risk_score=profile.risk_score,
                 risk_category=profile.risk_category,
                 band=profile.band,
@@ -247,7 +247,7 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
         if is_change:
             history.append(
                 {
-                    "account": profile.player_id,
+                    "account": profile.account_id,
                     "risk_score": profile.risk_score,
                     "band": int(profile.band),
                     "previous_score": old[0] if old else None,
@@ -256,7 +256,7 @@ def _upsert_page(run: SyncRun, profiles: list[PlayerRiskProfile]) -> tuple[int, 
                 }
             )
         if old is not None and old[1] != profile.band:
-            moves.append((profile.player_id, old[1], int(profile.band)))
+            moves.append((profile.account_id, old[1], int(profile.band)))
     StoredProfile.objects.bulk_create(
         rows,
         update_conflicts=True,

@@ -23,8 +23,8 @@ import logging
 
 from celery import shared_task
 
-from . import state, tokens
-from .conf import get_config
+from bettorsense import telemetry, tokens
+from bettorsense.conf import get_config
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def refresh_token() -> str:
     """Renew the fleet's token if it is inside its renewal window; otherwise do nothing."""
     config = get_config()
     outcome = tokens.get_token_manager(config).refresh_if_due()
-    state.record_beat_tick(config, outcome.value)
+    telemetry.record_beat_tick(config, outcome.value)
     if outcome in (tokens.RefreshOutcome.FAILED, tokens.RefreshOutcome.CACHE_UNAVAILABLE):
         logger.warning("Beat token refresh: %s", outcome.value)
     else:
@@ -45,8 +45,8 @@ def refresh_token() -> str:
 @shared_task(name="bettorsense.tasks.sync_risk_profiles", ignore_result=True)
 def sync_risk_profiles(full: bool = False) -> str:
     """The daily sync into the local store; a second run while one works is refused and logged."""
-    from .exceptions import SyncAlreadyRunning
-    from .sync import run_sync
+    from bettorsense.exceptions import SyncAlreadyRunning
+    from bettorsense.sync import run_sync
 
     try:
         run = run_sync(full=full)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from bettorsense import views
 
 app_name = "bettorsense"
 

@@ -16,10 +16,9 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import health as rules
-from . import report, snapshot
-from .conf import get_config
-from .exceptions import BettorSenseConfigurationError
+from bettorsense.conf import get_config
+from bettorsense.exceptions import BettorSenseConfigurationError
+from bettorsense.health import report, rules, snapshot
 
 logger = logging.getLogger(__name__)
 

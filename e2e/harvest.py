@@ -2,7 +2,7 @@
 
 The sandbox keeps no token strings, so the suite learns the exact values here: a small Django
 process with the scenario's settings reads the fleet's entry from the shared cache four times a
-second (through :class:`bettorsense.store.SharedTokenStore`, which decrypts it) and appends each
+second (through :class:`bettorsense.tokens.shared.SharedTokenCache`, which decrypts it) and appends each
 new value to FILE (mode 0600, outside every directory the search reads). Tokens a process kept to
 itself while the cache was down never reach the cache; the leak search covers them with its
 JWT-shaped pattern, and the suite reports how many of the issued tokens were harvested.
@@ -31,12 +31,13 @@ def main(argv: list[str]) -> int:
     out = Path(argv[1])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "e2e.settings")
     django.setup()
-    from bettorsense.access_token import AccessToken
+    from bettorsense.cache import CacheUnavailable
     from bettorsense.conf import get_config
-    from bettorsense.store import CacheUnavailable, SharedTokenStore
+    from bettorsense.tokens.shared import SharedTokenCache
+    from bettorsense.tokens.token import AccessToken
 
     signal.signal(signal.SIGTERM, _stop)
-    store = SharedTokenStore(get_config())
+    store = SharedTokenCache(get_config())
     seen: set[str] = set()
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

@@ -9,8 +9,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from bettorsense.sandbox import Fault
-
-from . import health_states
+from tests.support import health_states
 
 pytestmark = pytest.mark.django_db
 

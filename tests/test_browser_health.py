@@ -19,9 +19,8 @@ from django.contrib.auth.models import Permission
 
 from bettorsense import tokens
 from bettorsense.sandbox import Fault
-
-from . import health_states
-from .conftest import CLIENT_SECRET
+from tests.support import health_states
+from tests.support.sandbox import CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"

@@ -8,10 +8,10 @@ import pytest
 from django.core.cache import caches
 
 from bettorsense import services
-from bettorsense.access_token import AccessToken
 from bettorsense.conf import get_config
 from bettorsense.services import get_player_risk_profile
-from bettorsense.tokens import RefreshOutcome, TokenManager
+from bettorsense.tokens.manager import RefreshOutcome, TokenManager
+from bettorsense.tokens.token import AccessToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,7 +60,7 @@ def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sa
     monkeypatch.setattr(services, "_cache_warned_at", None)
     with caplog.at_level(logging.DEBUG, logger="bettorsense.services"):
         for _ in range(5):
-            assert get_player_risk_profile("player_1").player_id == "player_1"
+            assert get_player_risk_profile("player_1").account_id == "player_1"
     warnings = [r for r in caplog.records if r.name == "bettorsense.services" and r.levelno == logging.WARNING]
     debug = [
         r

@@ -16,8 +16,7 @@ import types
 import pytest
 
 import bettorsense.health_check_backend as backend_module
-
-from . import health_states
+from tests.support import health_states
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from bettorsense.management.commands.bettorsense_status import Command
-
-from . import health_states
+from tests.support import health_states
 
 # run_from_argv closes the database connections when it ends, as manage.py does.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from . import health_states
+from tests.support import health_states
 
 pytestmark = pytest.mark.django_db
 

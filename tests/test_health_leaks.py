@@ -16,8 +16,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from bettorsense.management.commands.bettorsense_status import Command
-
-from . import health_states
+from tests.support import health_states
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

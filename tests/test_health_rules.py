@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from bettorsense.health import (
+from bettorsense.health.rules import (
     BackoffInfo,
     CacheInfo,
     CheckResult,
@@ -16,7 +16,7 @@ from bettorsense.health import (
     TokenInfo,
     evaluate,
 )
-from bettorsense.state import ApiCall, Renewal, TokenState
+from bettorsense.telemetry import ApiCall, Renewal, TokenState
 
 NOW = 1_800_000_000.0
 
@@ -229,7 +229,7 @@ def test_missing_credentials_are_not_reported_twice():
     ],
 )
 def test_urls_are_shown_without_credentials_or_query(url, shown):
-    from bettorsense.snapshot import safe_url
+    from bettorsense.health.snapshot import safe_url
 
     assert safe_url(url) == shown
 
@@ -246,6 +246,6 @@ def test_urls_are_shown_without_credentials_or_query(url, shown):
     ],
 )
 def test_durations_match_the_page_countdown_format(seconds, words):
-    from bettorsense.report import duration
+    from bettorsense.health.report import duration
 
     assert duration(seconds) == words

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bettorsense import state
+from bettorsense import telemetry
 from bettorsense.conf import get_config
 from bettorsense.exceptions import PlayerNotFound, ServiceUnavailable
 from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile
-from bettorsense.tokens import TokenManager
+from bettorsense.tokens.manager import TokenManager
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +25,8 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(state, "_clock", fake)
-    monkeypatch.setattr(state, "_api_written", {})
+    monkeypatch.setattr(telemetry, "_clock", fake)
+    monkeypatch.setattr(telemetry, "_api_written", {})
     return fake
 
 
@@ -34,20 +34,20 @@ def clock(monkeypatch):
 def writes(monkeypatch):
     """The cache writes of the last-API-call record."""
     seen: list[dict] = []
-    real = state._cache_set
+    real = telemetry._cache_set
 
     def spy(config, name, value, ttl):
         if name == "state:last_api_call":
             seen.append(value)
         real(config, name, value, ttl)
 
-    monkeypatch.setattr(state, "_cache_set", spy)
+    monkeypatch.setattr(telemetry, "_cache_set", spy)
     return seen
 
 
 def test_the_client_records_outcome_status_and_latency(configure, sandbox):
     get_player_risk_profile("player_1", fresh=True)
-    call = state.read_api_call(get_config())
+    call = telemetry.read_api_call(get_config())
     assert call is not None
     assert (call.outcome, call.status, call.answered) == ("ok", 200, True)
     assert 0 < call.latency < 10
@@ -56,7 +56,7 @@ def test_the_client_records_outcome_status_and_latency(configure, sandbox):
 def test_a_404_is_recorded_as_answered(configure, sandbox):
     with pytest.raises(PlayerNotFound):
         get_player_risk_profile("nobody_at_all", fresh=True)
-    call = state.read_api_call(get_config())
+    call = telemetry.read_api_call(get_config())
     assert (call.outcome, call.status, call.answered) == ("PlayerNotFound", 404, True)
 
 
@@ -65,33 +65,33 @@ def test_a_failure_is_recorded_as_not_answered(configure, sandbox):
     sandbox.state.add_fault(Fault(target="api", kind="status", status=500))
     with pytest.raises(ServiceUnavailable):
         get_player_risk_profile("player_1", fresh=True)
-    call = state.read_api_call(get_config())
+    call = telemetry.read_api_call(get_config())
     assert (call.outcome, call.status, call.answered) == ("ServiceUnavailable", 500, False)
 
 
 def test_writes_are_throttled_to_one_a_second_per_process(configure, clock, writes):
     config = get_config()
     for _ in range(100):
-        state.record_api_call(config, None, 0.01)
+        telemetry.record_api_call(config, None, 0.01)
     assert len(writes) == 1
     clock.now += 0.99
-    state.record_api_call(config, None, 0.01)
+    telemetry.record_api_call(config, None, 0.01)
     assert len(writes) == 1
     clock.now += 0.02
-    state.record_api_call(config, None, 0.02)
+    telemetry.record_api_call(config, None, 0.02)
     assert len(writes) == 2 and writes[-1]["latency"] == 0.02
 
 
 def test_a_flip_between_answered_and_failing_is_written_at_once(configure, clock, writes):
     config = get_config()
-    state.record_api_call(config, None, 0.01)
-    state.record_api_call(config, PlayerNotFound("x", status_code=404), 0.01)  # still answered: throttled
+    telemetry.record_api_call(config, None, 0.01)
+    telemetry.record_api_call(config, PlayerNotFound("x", status_code=404), 0.01)  # still answered: throttled
     assert len(writes) == 1
-    state.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
+    telemetry.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
     assert len(writes) == 2 and writes[-1]["outcome"] == "ServiceUnavailable"
-    state.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
+    telemetry.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
     assert len(writes) == 2
-    state.record_api_call(config, None, 0.01)
+    telemetry.record_api_call(config, None, 0.01)
     assert len(writes) == 3 and writes[-1]["outcome"] == "ok"
 
 
@@ -100,7 +100,7 @@ def test_the_record_is_shared_by_the_fleet(configure, sandbox):
     TokenManager(config).get_token()
     get_player_risk_profile("player_3", fresh=True)
     configure()  # a new Config object: what another process would build
-    assert state.read_api_call(get_config()) is not None
+    assert telemetry.read_api_call(get_config()) is not None
 
 
 def test_a_broken_cache_never_breaks_a_call(configure, sandbox, settings):
@@ -112,4 +112,4 @@ def test_a_broken_cache_never_breaks_a_call(configure, sandbox, settings):
         },
     }
     configure(CACHE_ALIAS="dead")
-    assert get_player_risk_profile("player_1", fresh=True).player_id == "player_1"
+    assert get_player_risk_profile("player_1", fresh=True).account_id == "player_1"

@@ -16,9 +16,8 @@ from bettorsense import services, tokens
 from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseError
 from bettorsense.sandbox import Fault
-from bettorsense.tokens import TokenManager
-
-from .conftest import CLIENT_SECRET
+from bettorsense.tokens.manager import TokenManager
+from tests.support.sandbox import CLIENT_SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

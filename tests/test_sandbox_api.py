@@ -12,15 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bettorsense.sandbox import SandboxServer, SandboxState, profiles
-from tests.sandbox_support import (
-    CLIENT_ID,
-    PROD,
-    bearer,
-    fetch_token,
-    fresh_state,
-    get,
-    profile_url,
-)
+from tests.support.sandbox import CLIENT_ID, PROD, bearer, fetch_token, fresh_state, get, profile_url
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T00:14:00Z$")
 CATEGORY_KEYS = {1, 2, 3, 4, 5, 6, 8}

@@ -9,14 +9,7 @@ from datetime import date
 import pytest
 
 from bettorsense.sandbox import SandboxServer, SandboxState, profiles
-from tests.sandbox_support import (
-    all_pages,
-    batch_url,
-    fetch_token,
-    fresh_state,
-    get,
-    profile_url,
-)
+from tests.support.sandbox import all_pages, batch_url, fetch_token, fresh_state, get, profile_url
 
 START = date(2025, 7, 1)
 

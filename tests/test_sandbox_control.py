@@ -12,15 +12,7 @@ import requests
 
 from bettorsense.sandbox import Fault, SandboxClient, SandboxControlError, SandboxServer, SandboxState
 from bettorsense.sandbox.server import _is_loopback
-from tests.sandbox_support import (
-    CLIENT_ID,
-    PROD,
-    fetch_token,
-    fresh_state,
-    get,
-    profile_url,
-    request_token,
-)
+from tests.support.sandbox import CLIENT_ID, PROD, fetch_token, fresh_state, get, profile_url, request_token
 
 
 @pytest.fixture

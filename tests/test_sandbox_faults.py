@@ -8,15 +8,7 @@ import pytest
 import requests
 
 from bettorsense.sandbox import Fault, SandboxServer, SandboxState
-from tests.sandbox_support import (
-    batch_url,
-    fetch_token,
-    fresh_state,
-    get,
-    profile_url,
-    request_token,
-    token_form,
-)
+from tests.support.sandbox import batch_url, fetch_token, fresh_state, get, profile_url, request_token, token_form
 
 
 @pytest.fixture

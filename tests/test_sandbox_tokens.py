@@ -8,7 +8,7 @@ import logging
 import pytest
 import requests
 
-from tests.sandbox_support import (
+from tests.support.sandbox import (
     CLIENT_ID,
     CLIENT_SECRET,
     NONPROD,

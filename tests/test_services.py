@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bettorsense.breaker import BreakerState, get_breaker
+from bettorsense.client.breaker import BreakerState, get_breaker
 from bettorsense.conf import get_config
 from bettorsense.exceptions import (
     AccessDenied,
@@ -42,7 +42,7 @@ def token_requests(sandbox: Any) -> int:
 
 def test_profile_is_typed(configure, sandbox):
     profile = get_player_risk_profile("player_1")
-    assert profile.player_id == "player_1"
+    assert profile.account_id == "player_1"
     assert profile.last_updated is not None and profile.last_updated.tzinfo is not None
     assert 1 <= profile.risk_score <= 100
     assert profile.band == RiskBand.for_score(profile.risk_score)
@@ -225,7 +225,7 @@ def test_every_path_segment_is_encoded(configure, sandbox, account):
 def test_retries_503_then_succeeds(configure, sandbox):
     configure(RETRY_BACKOFF=0.01)
     sandbox.state.add_fault(Fault(target="profile", kind="status", status=503, times=2))
-    assert get_player_risk_profile("player_4").player_id == "player_4"
+    assert get_player_risk_profile("player_4").account_id == "player_4"
     assert [r.status for r in api_requests(sandbox)] == [503, 503, 200]
 
 
@@ -233,7 +233,7 @@ def test_retries_503_then_succeeds(configure, sandbox):
 def test_retries_gateway_errors(configure, sandbox, status):
     configure(RETRY_BACKOFF=0.01)
     sandbox.state.add_fault(Fault(target="profile", kind="status", status=status, times=1))
-    assert get_player_risk_profile("player_4").player_id == "player_4"
+    assert get_player_risk_profile("player_4").account_id == "player_4"
     assert [r.status for r in api_requests(sandbox)] == [status, 200]
 
 
@@ -299,7 +299,7 @@ def test_revoked_token_costs_one_renewal_and_one_retry(configure, sandbox):
     get_player_risk_profile("player_9")
     assert token_requests(sandbox) == 1
     sandbox.state.revoke_tokens()
-    assert get_player_risk_profile("player_10").player_id == "player_10"
+    assert get_player_risk_profile("player_10").account_id == "player_10"
     assert token_requests(sandbox) == 2
     assert [r.status for r in api_requests(sandbox)] == [200, 401, 200]
 
@@ -363,7 +363,7 @@ def test_stale_profile_is_served_during_an_outage(configure, sandbox):
 def test_batch_walks_every_page(configure, sandbox):
     sandbox.state.set_config(page_size=1000)
     profiles = list(iter_risk_profiles())
-    ids = [p.player_id for p in profiles]
+    ids = [p.account_id for p in profiles]
     assert len(ids) == len(set(ids)) > 4000
     pages = [int(r.query["page"]) for r in api_requests(sandbox, "batch")]
     assert pages == [1, 2, 3, 4, 5]

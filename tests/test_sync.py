@@ -38,7 +38,7 @@ def band_changes():
 
 
 def vendor_scores() -> dict[str, float]:
-    return {p.player_id: p.risk_score for p in iter_risk_profiles()}
+    return {p.account_id: p.risk_score for p in iter_risk_profiles()}
 
 
 def test_full_then_incremental_sync(configure, sandbox, band_changes):

@@ -28,11 +28,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from bettorsense import state, tokens
+from bettorsense import telemetry, tokens
 from bettorsense.conf import get_config
 from bettorsense.sandbox import SandboxServer, SandboxState
-
-from .fleet_worker import (
+from harness.fleet import (
     BASE_DIR,
     child_env,
     database_url,
@@ -137,7 +136,7 @@ def test_beat_renews_the_token_and_requests_never_ask(
             time.sleep(0.2)
             first = manager.peek()
         ready_after = STARTUP_TIMEOUT - (deadline - time.monotonic())
-        fleet = state.read_token_state(config)
+        fleet = telemetry.read_token_state(config)
         assert fleet.last_renewal is not None and fleet.last_renewal.origin == "beat", fleet
 
         # The request side: this process, for more than two lifetimes.
@@ -156,12 +155,12 @@ def test_beat_renews_the_token_and_requests_never_ask(
             jti = str(jwt_claims(value).get("jti"))
             if jti not in seen:
                 seen[jti] = [returned_at, returned_at]
-                renewal = state.read_token_state(config).last_renewal
+                renewal = telemetry.read_token_state(config).last_renewal
                 origins[jti] = renewal.origin if renewal is not None else "none"
             seen[jti][1] = returned_at
             time.sleep(0.01)
         died = {name: proc.returncode for name, proc in zip(NAMES, processes, strict=True) if proc.poll() is not None}
-        fleet = state.read_token_state(config)
+        fleet = telemetry.read_token_state(config)
         stats = celery_sandbox.state.stats()
         records = sorted(celery_sandbox.state.tokens.values(), key=lambda record: record.issued_at)
     except BaseException:

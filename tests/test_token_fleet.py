@@ -26,8 +26,7 @@ from django.core.cache.backends.db import DatabaseCache
 from django.db import connection
 
 from bettorsense.sandbox import SandboxServer, SandboxState
-
-from .fleet_worker import child_env, database_url, effective_lifetime, run_fleet, sandbox_overrides, summarise
+from harness.fleet import child_env, database_url, effective_lifetime, run_fleet, sandbox_overrides, summarise
 
 LIFETIME = 4  # seconds; the renewal window is then 0.4 s and the reuse threshold 0.8 s
 PROCESSES = 8

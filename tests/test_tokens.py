@@ -13,7 +13,6 @@ import requests
 from django.core.cache import caches
 
 from bettorsense import tokens
-from bettorsense.access_token import AccessToken, Tombstone
 from bettorsense.conf import get_config
 from bettorsense.exceptions import (
     AudienceNotAllowed,
@@ -27,10 +26,11 @@ from bettorsense.exceptions import (
     TokenWaitTimeout,
 )
 from bettorsense.sandbox import Fault
-from bettorsense.store import SharedTokenStore
-from bettorsense.tokens import RefreshOutcome, TokenManager, TokenTiming
-
-from .conftest import CLIENT_SECRET, run_in_threads
+from bettorsense.tokens.manager import RefreshOutcome, TokenManager, TokenTiming
+from bettorsense.tokens.shared import SharedTokenCache
+from bettorsense.tokens.token import AccessToken, Tombstone
+from tests.support.sandbox import CLIENT_SECRET
+from tests.support.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,7 +76,7 @@ def _exp_claim(value: str) -> float:
 
 
 def test_a_token_that_is_not_a_jwt_keeps_its_expires_in():
-    from bettorsense.tokens import parse_token_response
+    from bettorsense.tokens.manager import parse_token_response
 
     response = requests.Response()
     response.status_code = 200
@@ -105,14 +105,14 @@ def test_renewal_window_is_min_of_margin_and_ten_percent(configure, lifetime, wi
 
 def test_cached_token_is_encrypted_and_authenticated(configure, sandbox, settings):
     token = tokens.get_access_token()
-    store = SharedTokenStore(get_config())
+    store = SharedTokenCache(get_config())
     raw = caches[get_config().cache_alias].get(store.token_key)
     assert isinstance(raw, str)
     assert token not in raw
     assert token.split(".")[1] not in raw
     # Sealed under another key, the entry reads as absent: the token cannot be recovered.
     configure(TOKEN_ENCRYPTION_KEY="another key entirely")
-    assert SharedTokenStore(get_config()).read_token() is None
+    assert SharedTokenCache(get_config()).read_token() is None
 
 
 def test_cache_key_separates_credentials_and_environments(configure, sandbox):
@@ -121,7 +121,7 @@ def test_cache_key_separates_credentials_and_environments(configure, sandbox):
     production = get_config()
     configure(CLIENT_ID="other-client")
     other_client = get_config()
-    keys = {SharedTokenStore(c).token_key for c in (integration, production, other_client)}
+    keys = {SharedTokenCache(c).token_key for c in (integration, production, other_client)}
     assert len(keys) == 3
     assert all("demo-client" not in key for key in keys)
 

@@ -16,10 +16,10 @@ sub-bookmaker 456. Module map: ``oauth`` (token endpoint), ``api`` (the two endp
 ``state``, ``server``, ``client`` (:class:`SandboxClient`), ``cli``.
 """
 
-from .client import SandboxClient, SandboxControlError
-from .faults import Fault
-from .server import SandboxServer
-from .state import (
+from bettorsense.sandbox.client import SandboxClient, SandboxControlError
+from bettorsense.sandbox.faults import Fault
+from bettorsense.sandbox.server import SandboxServer
+from bettorsense.sandbox.state import (
     DEFAULT_BOOKMAKERS,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,

@@ -1,5 +1,5 @@
 """``python -m bettorsense.sandbox --port 8765``: run the sandbox without Django."""
 
-from .cli import main
+from bettorsense.sandbox.cli import main
 
 raise SystemExit(main())

@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime
 from typing import Final
 from urllib.parse import parse_qsl, unquote
 
-from .faults import HTML_PAGE, Fault, bend_api_body
-from .profiles import Status, classify
-from .responses import HTML, JSON, Response, dumps, phrase, problem
-from .state import ENVIRONMENT_AUDIENCES, RecordedRequest, SandboxState
+from bettorsense.sandbox.faults import HTML_PAGE, Fault, bend_api_body
+from bettorsense.sandbox.profiles import Status, classify
+from bettorsense.sandbox.responses import HTML, JSON, Response, dumps, phrase, problem
+from bettorsense.sandbox.state import ENVIRONMENT_AUDIENCES, RecordedRequest, SandboxState
 
 logger = logging.getLogger(__name__)
 

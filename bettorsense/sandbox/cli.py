@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, TextIO
 
-from .server import SandboxServer
-from .state import BATCH_ENVELOPES, DEFAULT_CLIENT_ID, SandboxState
+from bettorsense.sandbox.server import SandboxServer
+from bettorsense.sandbox.state import BATCH_ENVELOPES, DEFAULT_CLIENT_ID, SandboxState
 
 
 def _client_spec(value: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
-from .faults import Fault
+from bettorsense.sandbox.faults import Fault
 
 
 class SandboxControlError(RuntimeError):

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from .faults import Fault
-from .responses import Response, json_response
-from .state import AUDIENCE_ENVIRONMENTS, DEFAULT_BOOKMAKERS, SandboxState
+from bettorsense.sandbox.faults import Fault
+from bettorsense.sandbox.responses import Response, json_response
+from bettorsense.sandbox.state import AUDIENCE_ENVIRONMENTS, DEFAULT_BOOKMAKERS, SandboxState
 
 PREFIX = "/_sandbox/"
 

@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qs, unquote
 
-from .faults import HTML_PAGE, Fault, bend_token_body
-from .responses import HTML, Response, dumps, json_response
-from .state import AUDIENCE_ENVIRONMENTS, ReuseViolation, SandboxState
+from bettorsense.sandbox.faults import HTML_PAGE, Fault, bend_token_body
+from bettorsense.sandbox.responses import HTML, Response, dumps, json_response
+from bettorsense.sandbox.state import AUDIENCE_ENVIRONMENTS, ReuseViolation, SandboxState
 
 logger = logging.getLogger(__name__)
 

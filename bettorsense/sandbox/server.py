@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 
-from .api import PREFIXES, handle_api_request
-from .control import PREFIX as CONTROL_PREFIX
-from .control import handle_control_request
-from .oauth import handle_token_request
-from .responses import Response, json_response, phrase
-from .state import SandboxState
+from bettorsense.sandbox.api import PREFIXES, handle_api_request
+from bettorsense.sandbox.control import PREFIX as CONTROL_PREFIX
+from bettorsense.sandbox.control import handle_control_request
+from bettorsense.sandbox.oauth import handle_token_request
+from bettorsense.sandbox.responses import Response, json_response, phrase
+from bettorsense.sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
 

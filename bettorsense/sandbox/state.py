@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-from . import profiles, tokens
-from .faults import BODY_KINDS, Fault
+from bettorsense.sandbox import profiles, tokens
+from bettorsense.sandbox.faults import BODY_KINDS, Fault
 
 logger = logging.getLogger(__name__)
 

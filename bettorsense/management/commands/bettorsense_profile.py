@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bettorsense.exceptions import BettorSenseError
 from bettorsense.management.arguments import since_argument
-from bettorsense.profiles import PlayerRiskProfile
+from bettorsense.profiles import RiskProfile
 from bettorsense.services import get_player_risk_profile, iter_risk_profiles
 
 
@@ -54,9 +54,9 @@ class Command(BaseCommand):
         else:
             self._print(profile)
 
-    def _print(self, profile: PlayerRiskProfile) -> None:
+    def _print(self, profile: RiskProfile) -> None:
         updated = profile.last_updated.isoformat() if profile.last_updated else "unknown"
-        self.stdout.write(f"Player:      {profile.player_id}")
+        self.stdout.write(f"Player:      {profile.account_id}")
         self.stdout.write(f"Risk score:  {profile.risk_score:g}  ({profile.band.label})")
         self.stdout.write(f"Category:    {profile.risk_category}  percentile: {profile.percentile}")
         self.stdout.write(f"Updated:     {updated}  source: {profile.source}")

@@ -18,9 +18,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bettorsense import health as rules
-from bettorsense import probe, report, snapshot
-from bettorsense.health import Health, Snapshot, Status
+from bettorsense.health import probe, report, rules, snapshot
+from bettorsense.health.rules import HealthVerdict, Snapshot, Status
 
 
 class Command(BaseCommand):
@@ -55,7 +54,7 @@ class Command(BaseCommand):
     def _style(self, status: Status) -> Callable[[str], str]:
         return {Status.OK: self.style.SUCCESS, Status.DEGRADED: self.style.WARNING}.get(status, self.style.ERROR)
 
-    def _print(self, taken: Snapshot, verdict: Health) -> None:
+    def _print(self, taken: Snapshot, verdict: HealthVerdict) -> None:
         out, now = self.stdout.write, taken.taken_at
         out(self._style(verdict.status)(f"Bettor Sense: {report.STATUS_WORDS[verdict.status].upper()}"))
         for reason in verdict.reasons:

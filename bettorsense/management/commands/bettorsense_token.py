@@ -16,11 +16,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bettorsense import state, tokens
+from bettorsense import telemetry, tokens
+from bettorsense.cache import CacheUnavailable
 from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseError
 from bettorsense.redaction import mask
-from bettorsense.store import CacheUnavailable
 
 
 def _when(epoch: float | None) -> str:
@@ -54,7 +54,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Issued at:   {_when(token.issued_at)}")
             self.stdout.write(f"Expires in:  {token.seconds_left(time.time()):.0f} s (at {_when(token.expires_at)})")
         try:
-            fleet = state.read_token_state(config)
+            fleet = telemetry.read_token_state(config)
         except CacheUnavailable as err:
             raise CommandError(f"Cache {config.cache_alias!r} unavailable: {err}") from err
         renewal = fleet.last_renewal

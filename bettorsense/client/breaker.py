@@ -20,9 +20,9 @@ from typing import Any
 
 from django.core.cache import caches
 
-from .conf import Config
-from .exceptions import ServiceUnavailable
-from .store import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.conf import Config
+from bettorsense.exceptions import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 

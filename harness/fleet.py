@@ -2,8 +2,8 @@
 
 Run by the fleet test and by ``bench/token_fleet.py``::
 
-    DJANGO_SETTINGS_MODULE=tests.fleet_settings BETTORSENSE_TEST_OVERRIDES='{...}' \\
-        python -m tests.fleet_worker --threads 4 --pause 0.001 [--holder shared|naive]
+    DJANGO_SETTINGS_MODULE=harness.fleet_settings BETTORSENSE_TEST_OVERRIDES='{...}' \\
+        python -m harness.fleet --threads 4 --pause 0.001 [--holder shared|naive]
 
 Protocol on stdout, one line each: ``READY <pid>`` once Django is set up; then the worker reads
 one JSON line ``{"run_for": seconds}`` from stdin (EOF: exit), runs its threads for that long and
@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SETTINGS_MODULE = "tests.fleet_settings"
+SETTINGS_MODULE = "harness.fleet_settings"
 
 
 # --- both sides ----------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ class FleetProcess:
                 [
                     sys.executable,
                     "-m",
-                    "tests.fleet_worker",
+                    "harness.fleet",
                     "--threads",
                     str(threads),
                     "--pause",

@@ -21,10 +21,12 @@ from urllib.parse import urlencode
 
 import requests
 
-from . import state, tokens
-from .breaker import get_breaker
-from .conf import Config
-from .exceptions import (
+from bettorsense import telemetry, tokens
+from bettorsense.client.breaker import get_breaker
+from bettorsense.client.http import get_session, parse_retry_after
+from bettorsense.client.validation import path_segment
+from bettorsense.conf import Config
+from bettorsense.exceptions import (
     AccessDenied,
     AuthenticationFailed,
     BadResponse,
@@ -36,8 +38,6 @@ from .exceptions import (
     RateLimited,
     ServiceUnavailable,
 )
-from .http import get_session, parse_retry_after
-from .validation import path_segment
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | N
     except BettorSenseError as err:
         if isinstance(err, ServiceUnavailable):
             breaker.record_failure()
-        state.record_api_call(config, err, time.monotonic() - started)
+        telemetry.record_api_call(config, err, time.monotonic() - started)
         raise
     breaker.record_success()
-    state.record_api_call(config, None, time.monotonic() - started)
+    telemetry.record_api_call(config, None, time.monotonic() - started)
     return body
 
 

@@ -2,7 +2,7 @@
 
 The admin page, the JSON endpoint, the ``bettorsense_status`` command and the optional
 django-health-check backend all call :func:`evaluate`, so they always agree. Gathering the
-snapshot (cache reads, the breaker, the system checks) is :mod:`bettorsense.snapshot`'s job.
+snapshot (cache reads, the breaker, the system checks) is :mod:`bettorsense.health.snapshot`'s job.
 
 **down** when calls cannot succeed:
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .state import ApiCall, TokenState
+from bettorsense.telemetry import ApiCall, TokenState
 
 #: Beat is stale once its last run is older than this many ``REFRESH_EVERY`` intervals.
 BEAT_STALE_INTERVALS = 3
@@ -64,7 +64,7 @@ class Reason:
 
 
 @dataclass(frozen=True)
-class Health:
+class HealthVerdict:
     status: Status
     reasons: tuple[Reason, ...]
 
@@ -319,7 +319,7 @@ def _service(snapshot: Snapshot) -> list[Reason]:
     return reasons
 
 
-def evaluate(snapshot: Snapshot) -> Health:
+def evaluate(snapshot: Snapshot) -> HealthVerdict:
     """The status (the worst of the reasons, ok when there are none) and the reasons, worst first."""
     reasons = [
         *_configuration(snapshot),
@@ -330,4 +330,4 @@ def evaluate(snapshot: Snapshot) -> Health:
     ]
     reasons.sort(key=lambda reason: -reason.status.rank)
     status = reasons[0].status if reasons else Status.OK
-    return Health(status=status, reasons=tuple(reasons))
+    return HealthVerdict(status=status, reasons=tuple(reasons))

@@ -13,11 +13,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import client, tokens
-from .conf import get_config
-from .exceptions import BettorSenseConfigurationError, BettorSenseError, ProfileUnavailable
-from .redaction import redact
-from .validation import account_id as valid_account_id
+from bettorsense import tokens
+from bettorsense.client import api as client
+from bettorsense.client.validation import account_id as valid_account_id
+from bettorsense.conf import get_config
+from bettorsense.exceptions import BettorSenseConfigurationError, BettorSenseError, ProfileUnavailable
+from bettorsense.redaction import redact
 
 logger = logging.getLogger(__name__)
 

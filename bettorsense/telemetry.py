@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .conf import Config
-from .exceptions import InvalidInput, ProfileUnavailable
-from .store import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.conf import Config
+from bettorsense.exceptions import InvalidInput, ProfileUnavailable
 
 if TYPE_CHECKING:
-    from .access_token import AccessToken
-    from .exceptions import BettorSenseError
+    from bettorsense.exceptions import BettorSenseError
+    from bettorsense.tokens.token import AccessToken
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from urllib.parse import quote
 
-from .exceptions import InvalidInput
+from bettorsense.exceptions import InvalidInput
 
 INT32_MAX = 2_147_483_647
 ACCOUNT_ID_MAX = 64

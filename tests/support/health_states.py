@@ -13,13 +13,14 @@ from typing import Any
 from django.core.cache import caches
 
 from bettorsense import tasks, tokens
-from bettorsense.access_token import AccessToken
-from bettorsense.breaker import get_breaker
+from bettorsense.cache import cache_key
+from bettorsense.client.breaker import get_breaker
 from bettorsense.conf import get_config
 from bettorsense.exceptions import ServiceUnavailable, TokenError
 from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile
-from bettorsense.store import SharedTokenStore, cache_key
+from bettorsense.tokens.shared import SharedTokenCache
+from bettorsense.tokens.token import AccessToken
 
 Configure = Callable[..., dict[str, Any]]
 
@@ -86,7 +87,7 @@ def token_in_safety_margin(configure: Configure, sandbox: Any, settings: Any) ->
     beat_runs()
     now = time.time()
     token = AccessToken(value=sandbox_token(sandbox), token_type="Bearer", issued_at=now - 599, expires_at=now + 1)
-    SharedTokenStore(config).write_token(token)
+    SharedTokenCache(config).write_token(token)
     return "degraded"
 
 
@@ -180,7 +181,7 @@ def cached_token_values() -> set[str]:
     except Exception:  # settings-invalid
         return values
     try:
-        current = SharedTokenStore(config).read_token()
+        current = SharedTokenCache(config).read_token()
     except Exception:  # cache unreachable
         current = None
     if isinstance(current, AccessToken):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .health import Health, Snapshot, Status
-from .state import ApiCall, Renewal
+from bettorsense.health.rules import HealthVerdict, Snapshot, Status
+from bettorsense.telemetry import ApiCall, Renewal
 
 
 def iso(epoch: float | None) -> str | None:
@@ -66,7 +66,7 @@ def _api_call(call: ApiCall | None) -> dict[str, Any] | None:
     }
 
 
-def health_json(snapshot: Snapshot, health: Health, *, full: bool) -> dict[str, Any]:
+def health_json(snapshot: Snapshot, health: HealthVerdict, *, full: bool) -> dict[str, Any]:
     """The endpoint's body: only the status word unless ``full``."""
     if not full:
         return {"status": health.status.value}

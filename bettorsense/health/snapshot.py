@@ -17,15 +17,16 @@ from django.conf import settings
 from django.core.checks import CRITICAL, ERROR, INFO, WARNING, CheckMessage
 from django.core.checks.registry import registry
 
-from . import state, tokens
-from .breaker import get_breaker
-from .checks import _PROCESS_LOCAL_BACKENDS
-from .conf import Config, get_config
-from .exceptions import BettorSenseConfigurationError
-from .health import BackoffInfo, CacheInfo, CheckResult, ConfigSummary, Snapshot, TokenInfo
-from .redaction import mask, redact
-from .store import CacheUnavailable, SharedTokenStore, guard_cache
-from .tokens import TokenTiming
+from bettorsense import telemetry, tokens
+from bettorsense.cache import CacheUnavailable, guard_cache
+from bettorsense.checks import _PROCESS_LOCAL_BACKENDS
+from bettorsense.client.breaker import get_breaker
+from bettorsense.conf import Config, get_config
+from bettorsense.exceptions import BettorSenseConfigurationError
+from bettorsense.health.rules import BackoffInfo, CacheInfo, CheckResult, ConfigSummary, Snapshot, TokenInfo
+from bettorsense.redaction import mask, redact
+from bettorsense.tokens.manager import TokenTiming
+from bettorsense.tokens.shared import SharedTokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +95,15 @@ def take_snapshot() -> Snapshot:
         return redact(text, secrets)
 
     backend = str((settings.CACHES.get(config.cache_alias) or {}).get("BACKEND", "(not configured)"))
-    fleet: state.TokenState | None = None
-    last_call: state.ApiCall | None = None
+    fleet: telemetry.TokenState | None = None
+    last_call: telemetry.ApiCall | None = None
     backoff: BackoffInfo | None = None
     cache_error: str | None = None
     try:
         with guard_cache():
-            fleet = _clean_fleet(state.read_token_state(config), clean)
-            last_call = state.read_api_call(config)
-            found = SharedTokenStore(config).read_backoff()
+            fleet = _clean_fleet(telemetry.read_token_state(config), clean)
+            last_call = telemetry.read_api_call(config)
+            found = SharedTokenCache(config).read_backoff()
         if found is not None:
             backoff = BackoffInfo(until=found.until, error=found.error, message=clean(found.message))
     except CacheUnavailable as err:
@@ -135,8 +136,8 @@ def take_snapshot() -> Snapshot:
     )
 
 
-def _clean_fleet(fleet: state.TokenState, clean: Callable[[str], str]) -> state.TokenState:
-    def renewal(value: state.Renewal | None) -> state.Renewal | None:
+def _clean_fleet(fleet: telemetry.TokenState, clean: Callable[[str], str]) -> telemetry.TokenState:
+    def renewal(value: telemetry.Renewal | None) -> telemetry.Renewal | None:
         if value is None or value.error is None:
             return value
         return replace(value, error=clean(value.error))

@@ -7,25 +7,19 @@ Every backend failure becomes :class:`CacheUnavailable`, which the token manager
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
 
-from .access_token import AccessToken, Tombstone
-from .conf import Config
-from .crypto import seal, unseal
-from .exceptions import BettorSenseError
-
-
-class CacheUnavailable(Exception):
-    """The cache backend raised; the message names the error class only."""
+from bettorsense.cache import CacheUnavailable, cache_key, guard_cache, ttl_seconds
+from bettorsense.conf import Config
+from bettorsense.exceptions import BettorSenseError
+from bettorsense.tokens.crypto import seal, unseal
+from bettorsense.tokens.token import AccessToken, Tombstone
 
 
 @dataclass(frozen=True)
@@ -35,14 +29,6 @@ class Backoff:
     message: str
 
 
-def cache_key(config: Config, name: str) -> str:
-    return f"{config.key_prefix}:{config.credentials_identity}:{name}"
-
-
-def _ttl(seconds: float) -> int:
-    return max(1, math.ceil(seconds))
-
-
 def _entry_ttl(token: AccessToken) -> int:
     """How long the cache keeps a token's entry: one second beyond the token's expiry.
 
@@ -50,20 +36,10 @@ def _entry_ttl(token: AccessToken) -> int:
     alone can drop the entry up to a second before the token expires, inside a short renewal
     window. When a token is still usable is TokenTiming's business, not the cache's.
     """
-    return _ttl(token.seconds_left()) + 1
+    return ttl_seconds(token.seconds_left()) + 1
 
 
-@contextmanager
-def guard_cache() -> Iterator[None]:
-    try:
-        yield
-    except CacheUnavailable:
-        raise
-    except Exception as err:
-        raise CacheUnavailable(f"{type(err).__name__}: {str(err)[:160]}") from err
-
-
-class SharedTokenStore:
+class SharedTokenCache:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.token_key = cache_key(config, "token")
@@ -140,7 +116,7 @@ class SharedTokenStore:
     def acquire_lock(self) -> str | None:
         """The owner id if this caller now holds the fleet's renewal lock, else None."""
         owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        lock_ttl = _ttl(self.config.connect_timeout + self.config.read_timeout + 5)
+        lock_ttl = ttl_seconds(self.config.connect_timeout + self.config.read_timeout + 5)
         with guard_cache():
             return owner if self.cache.add(self.lock_key, owner, lock_ttl) else None
 
@@ -170,7 +146,7 @@ class SharedTokenStore:
         data = {"until": time.time() + delay, "error": type(err).__name__, "message": str(err)[:300]}
         try:
             with guard_cache():
-                self.cache.set(self.backoff_key, data, _ttl(delay))
+                self.cache.set(self.backoff_key, data, ttl_seconds(delay))
         except CacheUnavailable:
             pass
 
@@ -178,7 +154,7 @@ class SharedTokenStore:
         """Consecutive failed token requests across the fleet, this one included."""
         try:
             with guard_cache():
-                self.cache.add(self.failures_key, 0, _ttl(self.config.backoff_max * 4))
+                self.cache.add(self.failures_key, 0, ttl_seconds(self.config.backoff_max * 4))
                 return int(self.cache.incr(self.failures_key))
         except (CacheUnavailable, ValueError):
             return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -112,3 +113,20 @@ def all_pages(server: SandboxServer, token: str, params: dict[str, str] | None =
         if len(body["items"]) < body["pageSize"]:
             return items
         page += 1
+
+
+def sandbox_settings(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
+    """A BETTORSENSE dict aimed at the sandbox, with a key prefix of its own for isolation."""
+    return {
+        "ENVIRONMENT": "sandbox",
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "BOOKMAKER_ID": 123,
+        "SUB_BOOKMAKER_ID": 456,
+        "TOKEN_URL": server.token_url,
+        "API_URL": server.api_url("integration"),
+        "KEY_PREFIX": f"bstest-{uuid.uuid4().hex[:10]}",
+        "CONNECT_TIMEOUT": 1.0,
+        "READ_TIMEOUT": 2.0,
+        **overrides,
+    }

@@ -18,7 +18,7 @@ machines) therefore shares one token through the Django cache:
   token endpoint; a still-valid token keeps being served meanwhile.
 * If the cache itself fails, each process falls back to its own token and logs a warning.
 
-The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsense.crypto`).
+The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsense.tokens.crypto`).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ import requests
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 
-from . import state
-from .access_token import AccessToken, Tombstone
-from .conf import Config, get_config
-from .exceptions import (
+from bettorsense import telemetry
+from bettorsense.cache import CacheUnavailable
+from bettorsense.client.http import get_session, parse_retry_after
+from bettorsense.conf import Config, get_config
+from bettorsense.exceptions import (
     AudienceNotAllowed,
     InvalidCredentials,
     MalformedTokenResponse,
@@ -55,9 +56,9 @@ from .exceptions import (
     TokenTimeout,
     TokenWaitTimeout,
 )
-from .http import get_session, parse_retry_after
-from .redaction import redact
-from .store import CacheUnavailable, SharedTokenStore
+from bettorsense.redaction import redact
+from bettorsense.tokens.shared import SharedTokenCache
+from bettorsense.tokens.token import AccessToken, Tombstone
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class TokenManager:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = SharedTokenStore(config)
+        self.store = SharedTokenCache(config)
         self._memo: _Memo | None = None
         self._lock = threading.Lock()
         self._local_backoff_until = 0.0
@@ -310,7 +311,7 @@ class TokenManager:
         except TokenError as err:
             delay = self._backoff_delay(err)
             self.store.write_backoff(err, delay)
-            state.record_token_failure(self.config, err, origin=origin, duration=time.time() - started)
+            telemetry.record_token_failure(self.config, err, origin=origin, duration=time.time() - started)
             if usable is not None and self._usable(usable, time.time()):
                 logger.warning(
                     "Token renewal failed (%s); still serving token %s, %.0f s left; next try in %.1f s",
@@ -328,7 +329,7 @@ class TokenManager:
         except CacheUnavailable as err:
             self._warn_cache(err)  # the token is good: keep it in this process at least
         self.store.clear_backoff()
-        state.record_token_renewal(self.config, token, origin=origin, duration=time.time() - started)
+        telemetry.record_token_renewal(self.config, token, origin=origin, duration=time.time() - started)
         return token, RefreshOutcome.RENEWED
 
     def _backoff_delay(self, err: TokenError) -> float:

@@ -10,7 +10,7 @@ import time
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import __version__
+from bettorsense import __version__
 
 USER_AGENT = f"bettorsense/{__version__} python-requests/{requests.__version__}"
 

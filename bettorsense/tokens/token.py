@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .redaction import fingerprint
+from bettorsense.redaction import fingerprint
 
 
 @dataclass(frozen=True)
