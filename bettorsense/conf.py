@@ -27,9 +27,9 @@ class EnvironmentPreset:
     api_url: str
 
 
-# From ../shared/reference/bettor-sense-api.md, sections 2 and 3.4. The reference concludes that
-# both environments use the one Auth0 tenant, the environment being chosen by audience and by its
-# own credentials; TOKEN_URL overrides it (e.g. https://stg-auth.sportradar.com/oauth/token).
+# docs/vendor-api.md §1. Our choice: both environments use the one Auth0 tenant, the environment
+# being chosen by the audience and by its own credentials; TOKEN_URL overrides it
+# (e.g. https://stg-auth.sportradar.com/oauth/token).
 ENVIRONMENT_PRESETS: Final[dict[str, EnvironmentPreset]] = {
     "production": EnvironmentPreset(
         token_url="https://auth.sportradar.com/oauth/token",  # noqa: S106  (a URL)
@@ -86,7 +86,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     # Circuit breaker, shared through the cache: open after this many consecutive failures.
     "BREAKER_THRESHOLD": 5,
     "BREAKER_COOLDOWN": 30.0,
-    # Profile caching: scores are recomputed once a day, by about 04:00 UTC (reference §7).
+    # Profile caching: scores are recomputed once a day, by about 04:00 UTC (docs/vendor-api.md §8).
     "PROFILE_CACHE": True,
     "RECOMPUTE_AT_UTC": "04:00",
     "NOT_FOUND_TTL": 300.0,

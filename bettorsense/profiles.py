@@ -1,4 +1,4 @@
-"""Typed risk profiles, parsed tolerantly from the vendor's JSON (reference §5 and §6)."""
+"""Typed risk profiles, parsed tolerantly from the vendor's JSON (docs/vendor-api.md §6)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@
     for profile in iter_risk_profiles(changed_since=yesterday):
         ...
 
-Caching follows the vendor's advice (reference §7): scores are recomputed once a day, by about
+Caching follows the vendor's advice (docs/vendor-api.md §8): scores are recomputed once a day, by about
 04:00 UTC, so a profile is cached until the next ``RECOMPUTE_AT_UTC`` boundary. The same entry is
 kept for ``STALE_TTL`` as the fallback served, marked ``source="stale"``, when the API is down.
 """

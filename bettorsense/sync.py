@@ -1,6 +1,6 @@
 """The daily sync: every changed player's profile into the local store, page by page.
 
-The vendor recommends one batch job a day after the nightly recompute (reference §7). A run asks
+The vendor recommends one batch job a day after the nightly recompute (docs/vendor-api.md §8). A run asks
 the batch endpoint for the profiles changed since the last successful run's watermark, minus
 ``SYNC_OVERLAP``, and upserts each page in one transaction together with the run's checkpoint, so
 a run that crashes can be run again: it resumes after the last committed page, and what it

@@ -69,7 +69,7 @@ def test_profile_is_typed(configure, sandbox):
         (100, RiskBand.VERY_HIGH),
     ],
 )
-def test_bands_follow_the_reference(score, band):
+def test_bands_follow_the_vendor_thresholds(score, band):
     assert RiskBand.for_score(score) == band
     assert band.label.endswith("risk")
 

@@ -5,7 +5,7 @@
   ``RETRY_BUDGET`` seconds.
 * A 401 invalidates that exact token for the fleet (only if it is still the cached one) and the
   call is retried once with a new token; a second 401 raises :class:`AuthenticationFailed`.
-* The vendor does not document error bodies (reference §5.3): we branch on the status and read
+* The vendor does not document error bodies (docs/vendor-api.md §7): we branch on the status and read
   ``title``/``detail`` (ProblemDetails) or the text when there is one.
 """
 

@@ -371,7 +371,7 @@ class TokenManager:
 
     @method_decorator(sensitive_variables())
     def _fetch(self, origin: str) -> AccessToken:
-        """One token request, exactly as the vendor documents it (reference §3.2)."""
+        """One token request, exactly as the vendor documents it (docs/vendor-api.md §2)."""
         config = self.config
         self.fetch_counts[origin] = self.fetch_counts.get(origin, 0) + 1
         sent_at = time.time()
