@@ -1,4 +1,4 @@
-"""Regression tests for the bugs the end-to-end suite (``make e2e``) exposed in the app."""
+"""After the cache lost an entry or went down: beat and the profile cache recover (found by ``make e2e``)."""
 
 from __future__ import annotations
 
