@@ -1,8 +1,18 @@
-"""Errors raised by bettorsense, caught by meaning.
+"""Errors raised by bettorsense, caught by what the caller should do about them.
 
-Everything the vendor or the network can do wrong is a :class:`BettorSenseError`. A wrong
-configuration is a :class:`BettorSenseConfigurationError`, an ``ImproperlyConfigured`` kept outside
-that hierarchy so that a broad ``except BettorSenseError`` never hides it.
+Everything the vendor or the network can do wrong is a :class:`BettorSenseError`, and each one is of
+one kind, which its ``retryable`` class attribute also says:
+
+* :class:`TransientError` (``retryable = True``): it passes on its own; retry later, after
+  ``retry_after`` seconds when the error carries it.
+* :class:`OperatorActionRequired` (``retryable = False``): retrying does not help until someone
+  changes the credentials, the settings or the vendor's grant, or looks at what the vendor answered.
+* The caller's own mistake or a final answer about the player (``retryable = False``):
+  :class:`InvalidInput` and the :class:`ProfileUnavailable` (404) family.
+
+A wrong configuration is a :class:`BettorSenseConfigurationError`, an ``ImproperlyConfigured`` kept
+outside that hierarchy so that a broad ``except BettorSenseError`` never hides it. A sync that could
+not start is a :class:`SyncRefused`, outside it too.
 """
 
 from __future__ import annotations
@@ -15,6 +25,8 @@ from bettorsense.redaction import redact
 class BettorSenseConfigurationError(ImproperlyConfigured):
     """settings.BETTORSENSE is missing something or holds a wrong value."""
 
+    retryable: bool = False
+
 
 class BettorSenseError(Exception):
     """Base error: carries the HTTP status, the vendor's detail and a hint of what to check.
@@ -22,6 +34,8 @@ class BettorSenseError(Exception):
     The detail is redacted: anything shaped like a token is replaced by its fingerprint.
     """
 
+    #: Whether the same call may succeed later without anyone changing anything.
+    retryable: bool = False
     default_hint: str = ""
 
     def __init__(
@@ -56,6 +70,21 @@ class BettorSenseError(Exception):
         return f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
 
 
+# --- What the caller should do ------------------------------------------------------------------
+
+
+class TransientError(BettorSenseError):
+    """Retry later: throttling, an outage, a timeout or a backoff that passes on its own."""
+
+    retryable = True
+
+
+class OperatorActionRequired(BettorSenseError):
+    """Retrying does not help: credentials, settings, the vendor's grant or its answers need a person."""
+
+    retryable = False
+
+
 # --- The token endpoint -------------------------------------------------------------------------
 
 
@@ -63,14 +92,14 @@ class TokenError(BettorSenseError):
     """The OAuth token could not be obtained."""
 
 
-class InvalidCredentials(TokenError):
+class InvalidCredentials(TokenError, OperatorActionRequired):
     default_hint = (
         "Check BETTORSENSE CLIENT_ID and CLIENT_SECRET: integration and production have their own "
         "credentials, and they must match ENVIRONMENT."
     )
 
 
-class AudienceNotAllowed(TokenError):
+class AudienceNotAllowed(TokenError, OperatorActionRequired):
     default_hint = (
         "The client is not enabled for this audience. Check BETTORSENSE ENVIRONMENT/AUDIENCE "
         "(mts-insight-tech-non-prod for integration, mts-insight-tech for production) and ask the "
@@ -78,35 +107,35 @@ class AudienceNotAllowed(TokenError):
     )
 
 
-class TokenRequestRejected(TokenError):
+class TokenRequestRejected(TokenError, OperatorActionRequired):
     default_hint = "The token endpoint refused the request as malformed; check TOKEN_URL and AUDIENCE."
 
 
-class TokenRateLimited(TokenError):
+class TokenRateLimited(TokenError, TransientError):
     default_hint = "The token endpoint is throttling; the token is reused until the backoff ends."
 
 
-class TokenServerError(TokenError):
+class TokenServerError(TokenError, TransientError):
     default_hint = "The token endpoint failed; a still-valid token keeps being served meanwhile."
 
 
-class TokenTimeout(TokenError):
+class TokenTimeout(TokenError, TransientError):
     default_hint = "The token endpoint did not answer in time; check READ_TIMEOUT and the network."
 
 
-class TokenEndpointUnreachable(TokenError):
+class TokenEndpointUnreachable(TokenError, TransientError):
     default_hint = "Could not connect to the token endpoint; check TOKEN_URL, DNS and outbound firewall."
 
 
-class MalformedTokenResponse(TokenError):
+class MalformedTokenResponse(TokenError, OperatorActionRequired):
     default_hint = "The token endpoint answered something that is not an OAuth token response."
 
 
-class TokenBackoff(TokenError):
+class TokenBackoff(TokenError, TransientError):
     """A recent token request failed and the fleet is backing off; no valid token is left."""
 
 
-class TokenWaitTimeout(TokenError):
+class TokenWaitTimeout(TokenError, TransientError):
     default_hint = "Another process holds the renewal lock; check that it is not stuck (TOKEN_WAIT_TIMEOUT)."
 
 
@@ -114,14 +143,15 @@ class TokenWaitTimeout(TokenError):
 
 
 class InvalidInput(BettorSenseError, ValueError):
-    """An argument was refused before any request was sent."""
+    """An argument was refused: by us before any request was sent (``status_code`` is None), or by
+    the API with a 400, which means the vendor now refuses what we validate (tell an operator)."""
 
 
-class AuthenticationFailed(BettorSenseError):
+class AuthenticationFailed(OperatorActionRequired):
     default_hint = "The API refused a freshly issued token; check the audience and the API_URL."
 
 
-class AccessDenied(BettorSenseError):
+class AccessDenied(OperatorActionRequired):
     default_hint = "Check the package assigned to these credentials and the BOOKMAKER_ID/SUB_BOOKMAKER_ID they hold."
 
 
@@ -141,15 +171,15 @@ class ProfileInactive(ProfileUnavailable):
     default_hint = "The player's profile is inactive at Sportradar."
 
 
-class RateLimited(BettorSenseError):
+class RateLimited(TransientError):
     default_hint = "The API is throttling; wait for Retry-After."
 
 
-class ServiceUnavailable(BettorSenseError):
+class ServiceUnavailable(TransientError):
     default_hint = "The Bettor Sense API is failing or the circuit breaker is open."
 
 
-class BadResponse(BettorSenseError):
+class BadResponse(OperatorActionRequired):
     default_hint = "The API answered with a body that is not the documented shape."
 
 
@@ -157,7 +187,9 @@ class BadResponse(BettorSenseError):
 
 
 class SyncRefused(Exception):
-    """A sync could not start; nothing was fetched or written."""
+    """A sync could not start; nothing was fetched or written. Both causes pass: retry later."""
+
+    retryable: bool = True
 
 
 class SyncAlreadyRunning(SyncRefused):

@@ -10,27 +10,17 @@ from django.views.decorators.http import require_GET
 from bettorsense import exceptions
 from bettorsense.services import get_player_risk_profile
 
-# Upstream refusals that need an operator (credentials, package, a vendor contract change): 502.
-# Upstream unavailability that passes on its own (outage, throttling, backoff): 503 with Retry-After.
-_BAD_GATEWAY = (
-    exceptions.AuthenticationFailed,
-    exceptions.AccessDenied,
-    exceptions.BadResponse,
-    exceptions.InvalidCredentials,
-    exceptions.AudienceNotAllowed,
-    exceptions.TokenRequestRejected,
-    exceptions.MalformedTokenResponse,
-    exceptions.InvalidInput,  # the vendor refused what we validated: a contract change
-)
-
 
 def status_for(error: exceptions.BettorSenseError) -> int:
-    if isinstance(error, exceptions.InvalidInput) and error.status_code is None:
-        return 400
+    """400 and 404 for the caller's input and the player; 502 when it needs an operator; else 503."""
+    if isinstance(error, exceptions.InvalidInput):
+        # With a status code it is the vendor refusing what we validated: a contract change.
+        return 400 if error.status_code is None else 502
     if isinstance(error, exceptions.ProfileUnavailable):
         return 404
-    if isinstance(error, _BAD_GATEWAY):
+    if isinstance(error, exceptions.OperatorActionRequired):
         return 502
+    # Transient errors pass on their own (outage, throttling, backoff): 503, with Retry-After if known.
     return 503
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from io import StringIO
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bettorsense import exceptions
 from bettorsense.exceptions import InvalidInput, ProfileUnavailable
-from bettorsense.sandbox import Fault
+from bettorsense.sandbox import Fault, SandboxServer
 from bettorsense.services import get_player_risk_profile
+from project.views import status_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,6 +108,69 @@ def test_view_upstream_refusal_is_502(configure, sandbox, client):
     assert response.status_code == 502
     assert response.json()["error"] == "InvalidCredentials"
     assert "not-the-secret" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "error"),
+    [
+        (Fault(target="profile", kind="status", status=400), 502, "InvalidInput"),
+        (Fault(target="profile", kind="status", status=403), 502, "AccessDenied"),
+        (Fault(target="profile", kind="non_json"), 502, "BadResponse"),
+        (Fault(target="profile", kind="status", status=500), 503, "ServiceUnavailable"),
+        (Fault(target="token", kind="status", status=503), 503, "TokenServerError"),
+    ],
+)
+def test_view_sorts_vendor_failures_into_operator_and_retry(
+    configure: Callable[..., dict[str, Any]],
+    sandbox: SandboxServer,
+    client: Client,
+    fault: Fault,
+    status: int,
+    error: str,
+) -> None:
+    configure(MAX_RETRIES=0)
+    sandbox.state.add_fault(fault)
+    response = client.get("/players/player_1/risk-profile/?fresh=1")
+    assert (response.status_code, response.json()["error"]) == (status, error)
+
+
+# The view's answer for every error class, as the hand-written list of 502s gave it before the kinds.
+VIEW_STATUS_BY_ERROR = {
+    "BettorSenseError": 503,
+    "TransientError": 503,
+    "OperatorActionRequired": 502,
+    "TokenError": 503,
+    "InvalidCredentials": 502,
+    "AudienceNotAllowed": 502,
+    "TokenRequestRejected": 502,
+    "TokenRateLimited": 503,
+    "TokenServerError": 503,
+    "TokenTimeout": 503,
+    "TokenEndpointUnreachable": 503,
+    "MalformedTokenResponse": 502,
+    "TokenBackoff": 503,
+    "TokenWaitTimeout": 503,
+    "InvalidInput": 400,
+    "AuthenticationFailed": 502,
+    "AccessDenied": 502,
+    "ProfileUnavailable": 404,
+    "PlayerNotFound": 404,
+    "ProfileNotCreated": 404,
+    "ProfileInactive": 404,
+    "RateLimited": 503,
+    "ServiceUnavailable": 503,
+    "BadResponse": 502,
+}
+
+
+def test_view_status_of_every_error_class() -> None:
+    classes = {
+        name: cls
+        for name, cls in vars(exceptions).items()
+        if isinstance(cls, type) and issubclass(cls, exceptions.BettorSenseError)
+    }
+    assert {name: status_for(cls("x")) for name, cls in classes.items()} == VIEW_STATUS_BY_ERROR
+    assert status_for(exceptions.InvalidInput("refused", status_code=400)) == 502
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
