@@ -3,19 +3,32 @@
 The app never reads ``os.environ``. It reads ``settings.BETTORSENSE`` through :func:`get_config`,
 which is re-read whenever Django sends ``setting_changed`` (so ``override_settings`` works), and
 otherwise memoised because the token hot path calls it on every request.
+
+Each setting is defined once, in :data:`SETTINGS`: its name, its parser, its default and its meaning.
+The defaults (:data:`DEFAULTS`), the validation, the unknown-name check (W004) and the README's
+configuration table (:func:`markdown_table`) are all built from it.
+
+A mistyped setting raises while other settings hold secrets, and Django's technical 500 page (even
+with ``DEBUG = True``, where ``sensitive_variables`` hides nothing) and error trackers show the
+local variables of every frame. So no frame of this module holds a secret when it can raise: the raw
+dict stays behind :class:`RawSettings`, whose repr is its key names, each parser sees only its own
+value, and nothing can raise once the parsed values are gathered.
 """
 
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.views.decorators.debug import sensitive_variables
 
 from bettorsense.exceptions import BettorSenseConfigurationError
 
@@ -49,63 +62,311 @@ ENVIRONMENT_PRESETS: Final[dict[str, EnvironmentPreset]] = {
     ),
 }
 
-DEFAULTS: Final[dict[str, Any]] = {
-    "ENVIRONMENT": "integration",
-    "CLIENT_ID": "",
-    "CLIENT_SECRET": "",
-    "BOOKMAKER_ID": None,
-    "SUB_BOOKMAKER_ID": None,
-    "TOKEN_URL": None,
-    "AUDIENCE": None,
-    "API_URL": None,
-    # Which entry of settings.CACHES holds the shared token, lock, backoff and health state.
-    "CACHE_ALIAS": "default",
-    "KEY_PREFIX": "bettorsense",
-    # Renewal window = min(REFRESH_MARGIN, 10% of the lifetime); see tokens.TokenTiming.
-    "REFRESH_MARGIN": 30.0,
-    # A token is never sent when it has less than min(EXPIRY_SAFETY, window / 4) seconds left.
-    "EXPIRY_SAFETY": 5.0,
-    # How often a process re-reads the shared cache while its memoised token is still fresh, so a
-    # token invalidated elsewhere stops being used within this many seconds.
-    "LOCAL_RECHECK": 5.0,
-    # How long a caller with no valid token at all waits for another process's renewal.
-    "TOKEN_WAIT_TIMEOUT": 10.0,
-    # The interval of the beat entry that runs tasks.refresh_token (used by checks and health).
-    "REFRESH_EVERY": 10.0,
-    "CONNECT_TIMEOUT": 3.05,
-    "READ_TIMEOUT": 10.0,
-    # Backoff after a failed token request, shared by the fleet through the cache.
-    "BACKOFF_BASE": 1.0,
-    "BACKOFF_MAX": 60.0,
-    # Key of the encryption of the cached token; derived from SECRET_KEY when empty.
-    "TOKEN_ENCRYPTION_KEY": "",
-    # API retries (connection errors, 429, 502, 503, 504): bounded in count and in total time.
-    "MAX_RETRIES": 3,
-    "RETRY_BACKOFF": 0.5,
-    "RETRY_BUDGET": 10.0,
-    # Circuit breaker, shared through the cache: open after this many consecutive failures.
-    "BREAKER_THRESHOLD": 5,
-    "BREAKER_COOLDOWN": 30.0,
-    # Profile caching: scores are recomputed once a day, by about 04:00 UTC (docs/vendor-api.md §8).
-    "PROFILE_CACHE": True,
-    "RECOMPUTE_AT_UTC": "04:00",
-    "NOT_FOUND_TTL": 300.0,
-    # How long the last good profile is kept as the fallback served, marked stale, during an outage.
-    "STALE_TTL": 7 * 24 * 3600.0,
-    # The vendor does not publish the batch endpoint's date filter; these are our choice (README).
-    "BATCH_DATE_PARAM": "changedSince",
-    "BATCH_DATE_FORMAT": "datetime",  # or "date"
-    "BATCH_PAGE_SIZE": 1000,
-    # The daily sync into the local store: re-read this much before the last watermark.
-    "SYNC_OVERLAP": 3600.0,
-    "SYNC_LOCK_TTL": 900.0,
-    # Answer get_player_risk_profile from the store when a sync has run since the last recompute.
-    "SERVE_FROM_STORE": True,
-    # Bearer key that lets a monitor read the full health JSON; empty: staff sessions only.
-    "HEALTH_TOKEN": "",
-    # The account whose profile the health page's "Check now" asks for; a 404 also proves the API answered.
-    "PROBE_ACCOUNT_ID": "player_1",
-}
+_SECONDS_PER_DAY: Final = 86400
+
+T = TypeVar("T")
+
+
+def _invalid(name: str, expected: str) -> BettorSenseConfigurationError:
+    return BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be {expected}.")
+
+
+def _code(text: str) -> str:
+    return f"`{text}`"
+
+
+class Parser(ABC, Generic[T]):
+    """Turns the value given for one setting into the type of its :class:`Config` attribute."""
+
+    @abstractmethod
+    def parse(self, name: str, value: Any) -> T:
+        """The value for ``Config``; raises BettorSenseConfigurationError naming ``name``."""
+
+    @abstractmethod
+    def show(self, default: Any) -> str:
+        """The default as the README's configuration table writes it."""
+
+
+@dataclass(frozen=True)
+class Seconds(Parser[float]):
+    minimum: float = 0.0
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _invalid(name, f"a number of seconds, not {type(value).__name__}") from None
+        if number < self.minimum:
+            raise _invalid(name, f"at least {self.minimum:g} (seconds)") from None
+        return number
+
+    def show(self, default: Any) -> str:
+        seconds = float(default)
+        if seconds >= _SECONDS_PER_DAY and seconds % _SECONDS_PER_DAY == 0:
+            return f"{seconds / _SECONDS_PER_DAY:g} days"
+        return f"{seconds:g} s"
+
+
+@dataclass(frozen=True)
+class Count(Parser[int]):
+    """A whole number; like the float settings it accepts "3" and 3.0, and drops a fraction."""
+
+    minimum: int = 0
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> int:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _invalid(name, f"an integer, not {type(value).__name__}") from None
+        if number < self.minimum:
+            raise _invalid(name, f"at least {self.minimum}") from None
+        return int(number)
+
+    def show(self, default: Any) -> str:
+        return str(default)
+
+
+@dataclass(frozen=True)
+class OptionalInt(Parser[int | None]):
+    """An integer, or None (given as None or "") for "none configured"."""
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> int | None:
+        if value in (None, ""):
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise _invalid(name, f"an integer or None, not {type(value).__name__}") from None
+
+    def show(self, default: Any) -> str:
+        return "none" if default is None else str(default)
+
+
+@dataclass(frozen=True)
+class Flag(Parser[bool]):
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> bool:
+        return bool(value)
+
+    def show(self, default: Any) -> str:
+        return "on" if default else "off"
+
+
+@dataclass(frozen=True)
+class ClockTime(Parser[time]):
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> time:
+        if isinstance(value, time):
+            return value
+        try:
+            return time.fromisoformat(str(value))
+        except ValueError:
+            raise _invalid(name, "a time such as '04:00'") from None
+
+    def show(self, default: Any) -> str:
+        return _code(self.parse("default", default).strftime("%H:%M"))
+
+
+@dataclass(frozen=True)
+class Choice(Parser[str]):
+    options: tuple[str, ...]
+    lower_case: bool = False
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> str:
+        text = str(value or "").strip()
+        if self.lower_case:
+            text = text.lower()
+        if text not in self.options:
+            raise BettorSenseConfigurationError(
+                f"BETTORSENSE[{name!r}] is {text!r}; expected one of: {', '.join(self.options)}."
+            ) from None
+        return text
+
+    def show(self, default: Any) -> str:
+        return _code(str(default))
+
+
+@dataclass(frozen=True)
+class Text(Parser[str]):
+    """Any string; None counts as empty. ``required``: stripped, and must not be empty."""
+
+    required: bool = False
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> str:
+        text = str(value or "")
+        if not self.required:
+            return text
+        text = text.strip()
+        if not text:
+            raise _invalid(name, "a non-empty string") from None
+        return text
+
+    def show(self, default: Any) -> str:
+        return _code(str(default)) if default else "empty"
+
+
+@dataclass(frozen=True)
+class PresetOverride(Parser[str | None]):
+    """A URL or name that replaces the one of the ENVIRONMENT preset; empty: the preset's."""
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> str | None:
+        return str(value) if value else None
+
+    def show(self, default: Any) -> str:
+        return "from the `ENVIRONMENT` preset"
+
+
+@dataclass(frozen=True)
+class KeyMaterial(Parser[str]):
+    """Key material; empty: the project's SECRET_KEY (read here so that nothing raises later)."""
+
+    @sensitive_variables()
+    def parse(self, name: str, value: Any) -> str:
+        return str(value or "") or str(settings.SECRET_KEY)
+
+    def show(self, default: Any) -> str:
+        return _code(str(default)) if default else "`SECRET_KEY`"
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One key of ``settings.BETTORSENSE``."""
+
+    name: str
+    parser: Parser[T]
+    default: Any = field(repr=False)
+    meaning: str = field(repr=False)
+    # The Config attribute, when it is not the lower-cased name.
+    attribute_name: str = ""
+    # A secret is kept out of Config's repr.
+    secret: bool = False
+
+    @property
+    def attribute(self) -> str:
+        return self.attribute_name or self.name.lower()
+
+
+SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    Setting(
+        "ENVIRONMENT",
+        Choice(tuple(sorted(ENVIRONMENT_PRESETS)), lower_case=True),
+        "integration",
+        "preset for token URL, audience and API URL: `integration`, `production`, `sandbox`",
+    ),
+    Setting("CLIENT_ID", Text(), "", "client id of that environment's credentials"),
+    Setting("CLIENT_SECRET", Text(), "", "client secret of that environment's credentials", secret=True),
+    Setting("BOOKMAKER_ID", OptionalInt(), None, "Sportradar-issued bookmaker id used when a call names none"),
+    Setting("SUB_BOOKMAKER_ID", OptionalInt(), None, "Sportradar-issued sub-bookmaker id used when a call names none"),
+    Setting("TOKEN_URL", PresetOverride(), None, "token endpoint; an override wins over the preset"),
+    Setting("AUDIENCE", PresetOverride(), None, "token audience; an override wins over the preset"),
+    Setting(
+        "API_URL", PresetOverride(), None, "API base URL, without a trailing slash; an override wins over the preset"
+    ),
+    Setting(
+        "CACHE_ALIAS",
+        Text(),
+        "default",
+        "entry of `CACHES` where the shared token, lock, backoff, breaker and telemetry live",
+    ),
+    Setting("KEY_PREFIX", Text(), "bettorsense", "prefix of every cache key of the app"),
+    # docs/vendor-api.md §3; see tokens.TokenTiming.
+    Setting("REFRESH_MARGIN", Seconds(), 30.0, "renewal window = min(this, 10% of the token lifetime)"),
+    Setting("EXPIRY_SAFETY", Seconds(), 5.0, "a token is never sent with less than min(this, window/4) left"),
+    Setting(
+        "LOCAL_RECHECK",
+        Seconds(),
+        5.0,
+        "how often a process re-reads the shared token while its memo is fresh (bounds the use of a token "
+        "invalidated elsewhere)",
+    ),
+    Setting(
+        "TOKEN_WAIT_TIMEOUT",
+        Seconds(),
+        10.0,
+        "how long a caller with no valid token waits for another process's renewal",
+    ),
+    Setting(
+        "REFRESH_EVERY",
+        Seconds(minimum=0.1),
+        10.0,
+        "interval of the beat entry that runs `tasks.refresh_token` (checks and health compare it to the window)",
+    ),
+    Setting("CONNECT_TIMEOUT", Seconds(minimum=0.01), 3.05, "HTTP connect timeout, token endpoint and API"),
+    Setting("READ_TIMEOUT", Seconds(minimum=0.01), 10.0, "HTTP read timeout, token endpoint and API"),
+    Setting(
+        "BACKOFF_BASE",
+        Seconds(minimum=0.01),
+        1.0,
+        "first fleet-wide backoff after a failed token request (doubling, ±20% jitter, at least `Retry-After`)",
+    ),
+    Setting("BACKOFF_MAX", Seconds(minimum=0.01), 60.0, "longest fleet-wide backoff after failed token requests"),
+    Setting(
+        "TOKEN_ENCRYPTION_KEY",
+        KeyMaterial(),
+        "",
+        "key material for the Fernet encryption of the cached token",
+        attribute_name="encryption_key",
+        secret=True,
+    ),
+    Setting("MAX_RETRIES", Count(), 3, "API retries on connection errors, timeouts, 429, 502, 503, 504"),
+    Setting("RETRY_BACKOFF", Seconds(), 0.5, "base of the doubling, jittered pause between API retries"),
+    Setting("RETRY_BUDGET", Seconds(), 10.0, "total time an API call may spend retrying"),
+    Setting(
+        "BREAKER_THRESHOLD",
+        Count(minimum=1),
+        5,
+        "consecutive failures that open the circuit breaker, shared by the fleet",
+    ),
+    Setting("BREAKER_COOLDOWN", Seconds(minimum=0.1), 30.0, "how long the open breaker refuses calls"),
+    # docs/vendor-api.md §8: scores are recomputed once a day, by about 04:00 UTC.
+    Setting("PROFILE_CACHE", Flag(), True, "cache a profile until the next daily recompute"),
+    Setting("RECOMPUTE_AT_UTC", ClockTime(), "04:00", "time of day (UTC) by which the daily recompute is done"),
+    Setting("NOT_FOUND_TTL", Seconds(), 300.0, "how long a 404 is remembered"),
+    Setting(
+        "STALE_TTL",
+        Seconds(),
+        7 * _SECONDS_PER_DAY * 1.0,
+        "how long the last good profile is kept, as the fallback served marked stale during an outage",
+    ),
+    # The vendor does not publish the batch endpoint's date filter; these are our choice.
+    Setting(
+        "BATCH_DATE_PARAM",
+        Text(required=True),
+        "changedSince",
+        "query parameter of the batch endpoint's date filter (the vendor does not publish its name)",
+    ),
+    Setting("BATCH_DATE_FORMAT", Choice(("date", "datetime")), "datetime", "format of that filter's value"),
+    Setting("BATCH_PAGE_SIZE", Count(minimum=1), 1000, "profiles asked for per batch page"),
+    Setting("SYNC_OVERLAP", Seconds(), 3600.0, "how far before the last watermark the daily sync re-reads"),
+    Setting("SYNC_LOCK_TTL", Seconds(minimum=1), 900.0, "lifetime of the fleet-wide sync lock, touched per page"),
+    Setting(
+        "SERVE_FROM_STORE",
+        Flag(),
+        True,
+        "answer from the local store (source `store`) once a sync has run since the last recompute",
+    ),
+    Setting(
+        "HEALTH_TOKEN",
+        Text(),
+        "",
+        "bearer key that gets the health endpoint's full body without a staff session; empty: staff only",
+        secret=True,
+    ),
+    Setting(
+        "PROBE_ACCOUNT_ID",
+        Text(required=True),
+        "player_1",
+        'the account the health page\'s "Check now" asks for (a 404 still proves the API answered)',
+    ),
+)
+
+DEFAULTS: Final[dict[str, Any]] = {setting.name: setting.default for setting in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -165,102 +426,71 @@ class Config:
         return bool(self.client_id and self.client_secret)
 
 
-def _raw_settings() -> dict[str, Any]:
-    raw = getattr(settings, "BETTORSENSE", None) or {}
-    if not isinstance(raw, dict):
-        raise BettorSenseConfigurationError("settings.BETTORSENSE must be a dict.")
-    return raw
+class RawSettings:
+    """``settings.BETTORSENSE`` as given; its repr names the keys and shows no value."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def names(self) -> set[str]:
+        return set(self._values)
+
+    def get(self, name: str, default: Any) -> Any:
+        return self._values.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"<settings.BETTORSENSE with keys {sorted(self._values)}>"
+
+
+@sensitive_variables()
+def _raw_settings() -> RawSettings:
+    given = getattr(settings, "BETTORSENSE", None) or {}
+    if not isinstance(given, dict):
+        raise BettorSenseConfigurationError("settings.BETTORSENSE must be a dict.") from None
+    return RawSettings(given)
 
 
 def unknown_setting_names() -> list[str]:
     """Keys of settings.BETTORSENSE that this app does not read (likely typos)."""
-    return sorted(set(_raw_settings()) - set(DEFAULTS))
-
-
-def _number(name: str, value: Any, *, minimum: float = 0.0) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be a number.") from None
-    if number < minimum:
-        raise BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be at least {minimum}.")
-    return number
-
-
-def _optional_int(name: str, value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be an integer.") from None
-
-
-def _clock_time(name: str, value: Any) -> time:
-    if isinstance(value, time):
-        return value
-    try:
-        return time.fromisoformat(str(value))
-    except ValueError:
-        raise BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be a time such as '04:00'.") from None
-
-
-def _choice(name: str, value: Any, allowed: set[str] | None) -> str:
-    text = str(value or "").strip()
-    if not text or (allowed is not None and text not in allowed):
-        expected = f"one of {sorted(allowed)}" if allowed else "a non-empty string"
-        raise BettorSenseConfigurationError(f"BETTORSENSE[{name!r}] must be {expected}.")
-    return text
+    return sorted(_raw_settings().names() - set(DEFAULTS))
 
 
 @lru_cache(maxsize=1)
+@sensitive_variables()
 def get_config() -> Config:
     """Resolve settings.BETTORSENSE; memoised until a setting changes."""
-    values = {**DEFAULTS, **_raw_settings()}
-    environment = str(values["ENVIRONMENT"] or "").strip().lower()
-    preset = ENVIRONMENT_PRESETS.get(environment)
-    if preset is None:
-        known = ", ".join(sorted(ENVIRONMENT_PRESETS))
-        raise BettorSenseConfigurationError(f"BETTORSENSE['ENVIRONMENT'] is {environment!r}; expected one of: {known}.")
-    return Config(
-        environment=environment,
-        client_id=str(values["CLIENT_ID"] or ""),
-        client_secret=str(values["CLIENT_SECRET"] or ""),
-        bookmaker_id=_optional_int("BOOKMAKER_ID", values["BOOKMAKER_ID"]),
-        sub_bookmaker_id=_optional_int("SUB_BOOKMAKER_ID", values["SUB_BOOKMAKER_ID"]),
-        token_url=str(values["TOKEN_URL"] or preset.token_url),
-        audience=str(values["AUDIENCE"] or preset.audience),
-        api_url=str(values["API_URL"] or preset.api_url).rstrip("/"),
-        cache_alias=str(values["CACHE_ALIAS"]),
-        key_prefix=str(values["KEY_PREFIX"]),
-        refresh_margin=_number("REFRESH_MARGIN", values["REFRESH_MARGIN"]),
-        expiry_safety=_number("EXPIRY_SAFETY", values["EXPIRY_SAFETY"]),
-        local_recheck=_number("LOCAL_RECHECK", values["LOCAL_RECHECK"]),
-        token_wait_timeout=_number("TOKEN_WAIT_TIMEOUT", values["TOKEN_WAIT_TIMEOUT"]),
-        refresh_every=_number("REFRESH_EVERY", values["REFRESH_EVERY"], minimum=0.1),
-        connect_timeout=_number("CONNECT_TIMEOUT", values["CONNECT_TIMEOUT"], minimum=0.01),
-        read_timeout=_number("READ_TIMEOUT", values["READ_TIMEOUT"], minimum=0.01),
-        backoff_base=_number("BACKOFF_BASE", values["BACKOFF_BASE"], minimum=0.01),
-        backoff_max=_number("BACKOFF_MAX", values["BACKOFF_MAX"], minimum=0.01),
-        encryption_key=str(values["TOKEN_ENCRYPTION_KEY"] or settings.SECRET_KEY),
-        max_retries=int(_number("MAX_RETRIES", values["MAX_RETRIES"])),
-        retry_backoff=_number("RETRY_BACKOFF", values["RETRY_BACKOFF"]),
-        retry_budget=_number("RETRY_BUDGET", values["RETRY_BUDGET"]),
-        breaker_threshold=int(_number("BREAKER_THRESHOLD", values["BREAKER_THRESHOLD"], minimum=1)),
-        breaker_cooldown=_number("BREAKER_COOLDOWN", values["BREAKER_COOLDOWN"], minimum=0.1),
-        profile_cache=bool(values["PROFILE_CACHE"]),
-        recompute_at_utc=_clock_time("RECOMPUTE_AT_UTC", values["RECOMPUTE_AT_UTC"]),
-        not_found_ttl=_number("NOT_FOUND_TTL", values["NOT_FOUND_TTL"]),
-        stale_ttl=_number("STALE_TTL", values["STALE_TTL"]),
-        batch_date_param=_choice("BATCH_DATE_PARAM", values["BATCH_DATE_PARAM"], None),
-        batch_date_format=_choice("BATCH_DATE_FORMAT", values["BATCH_DATE_FORMAT"], {"date", "datetime"}),
-        batch_page_size=int(_number("BATCH_PAGE_SIZE", values["BATCH_PAGE_SIZE"], minimum=1)),
-        sync_overlap=_number("SYNC_OVERLAP", values["SYNC_OVERLAP"]),
-        sync_lock_ttl=_number("SYNC_LOCK_TTL", values["SYNC_LOCK_TTL"], minimum=1),
-        serve_from_store=bool(values["SERVE_FROM_STORE"]),
-        health_token=str(values["HEALTH_TOKEN"] or ""),
-        probe_account_id=_choice("PROBE_ACCOUNT_ID", values["PROBE_ACCOUNT_ID"], None),
-    )
+    raw = _raw_settings()
+    # Every parser runs inside this expression, so a config error is raised before any local of
+    # this frame holds a parsed secret.
+    values = {
+        setting.attribute: setting.parser.parse(setting.name, raw.get(setting.name, setting.default))
+        for setting in SETTINGS
+    }
+    preset = ENVIRONMENT_PRESETS[values["environment"]]
+    values["token_url"] = values["token_url"] or preset.token_url
+    values["audience"] = values["audience"] or preset.audience
+    values["api_url"] = (values["api_url"] or preset.api_url).rstrip("/")
+    return Config(**values)
+
+
+def markdown_table(demo_env_variables: Mapping[str, str]) -> str:
+    """The README's configuration table: one row per setting, in the order of SETTINGS."""
+    rows = [
+        "| `BETTORSENSE` key | demo env variable | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for setting in SETTINGS:
+        variable = demo_env_variables.get(setting.name, "")
+        cells: Iterable[str] = (
+            _code(setting.name),
+            _code(variable) if variable else "",
+            setting.parser.show(setting.default),
+            setting.meaning,
+        )
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 @receiver(setting_changed)

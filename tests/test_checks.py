@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bettorsense.checks import check_settings
+from bettorsense.conf import DEFAULTS
 
 
 def ids(settings) -> set[str]:
@@ -43,6 +44,27 @@ def test_unknown_environment(good):
 def test_unknown_setting_name(good):
     good.BETTORSENSE = {**good.BETTORSENSE, "REFRESH_MARGINE": 20}
     assert ids(good) == {"bettorsense.W004"}
+
+
+def test_each_unknown_setting_name_is_named(good):
+    good.BETTORSENSE = {**good.BETTORSENSE, "REFRESH_MARGINE": 20, "client_id": "id"}
+    messages = [m for m in check_settings() if m.id == "bettorsense.W004"]
+    assert sorted(m.msg for m in messages) == [
+        "BETTORSENSE['REFRESH_MARGINE'] is not a setting of bettorsense.",
+        "BETTORSENSE['client_id'] is not a setting of bettorsense.",
+    ]
+
+
+def test_every_setting_of_the_table_is_known(good):
+    good.BETTORSENSE = {**DEFAULTS, **good.BETTORSENSE}
+    assert ids(good) == set()
+
+
+def test_mistyped_value(good):
+    good.BETTORSENSE = {**good.BETTORSENSE, "REFRESH_MARGIN": "thirty"}
+    messages = check_settings()
+    assert [m.id for m in messages] == ["bettorsense.E002"]
+    assert "BETTORSENSE['REFRESH_MARGIN'] must be a number of seconds" in messages[0].msg
 
 
 def test_cache_alias_missing(good):
