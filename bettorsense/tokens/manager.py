@@ -23,44 +23,27 @@ The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsen
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 import logging
-import math
 import os
 import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-import requests
-from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_variables
+from typing import NamedTuple
 
 from bettorsense import telemetry
 from bettorsense.cache import CacheUnavailable
-from bettorsense.client.http import get_session, parse_retry_after
 from bettorsense.conf import Config, get_config
-from bettorsense.exceptions import (
-    AudienceNotAllowed,
-    InvalidCredentials,
-    MalformedTokenResponse,
-    TokenBackoff,
-    TokenEndpointUnreachable,
-    TokenError,
-    TokenRateLimited,
-    TokenRequestRejected,
-    TokenServerError,
-    TokenTimeout,
-    TokenWaitTimeout,
-)
-from bettorsense.redaction import redact
+from bettorsense.exceptions import TokenBackoff, TokenError, TokenWaitTimeout
+from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
+from bettorsense.tokens.endpoint import TokenEndpoint, parse_token_response
 from bettorsense.tokens.shared import SharedTokenCache
 from bettorsense.tokens.token import AccessToken, Tombstone
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["RefreshOutcome", "TokenManager", "TokenTiming", "parse_token_response"]
 
 # Poll interval of a caller waiting for another process's renewal, and of the memo re-check
 # while the token is inside its renewal window.
@@ -105,9 +88,11 @@ class RefreshOutcome(enum.StrEnum):
 class TokenManager:
     """The token of one set of credentials, for this process, in front of the shared cache."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock = SYSTEM_CLOCK, endpoint: TokenEndpoint | None = None) -> None:
         self.config = config
-        self.store = SharedTokenCache(config)
+        self.clock = clock
+        self.store = SharedTokenCache(config, clock=clock)
+        self.endpoint = endpoint if endpoint is not None else TokenEndpoint(config, clock)
         self._memo: _Memo | None = None
         self._lock = threading.Lock()
         self._local_backoff_until = 0.0
@@ -120,13 +105,13 @@ class TokenManager:
     def get_token(self) -> AccessToken:
         """A token that is valid for at least the safety margin, from the memo whenever possible."""
         memo = self._memo
-        if memo is not None and time.time() < memo.next_check:
+        if memo is not None and self.clock.now() < memo.next_check:
             return memo.token
         return self._slow_path()
 
     def refresh_if_due(self) -> RefreshOutcome:
         """Beat's job: renew the shared token once it is inside its renewal window."""
-        now = time.time()
+        now = self.clock.now()
         try:
             current = self.store.read_token()
             memo = self._memo
@@ -152,7 +137,7 @@ class TokenManager:
             self._warn_cache(err)
             return RefreshOutcome.CACHE_UNAVAILABLE
         if token is not None:
-            self._remember(token, time.time())
+            self._remember(token, self.clock.now())
         return outcome
 
     def force_refresh(self, *, origin: str = "manual") -> AccessToken:
@@ -165,7 +150,7 @@ class TokenManager:
                 token = self._fetch(origin)
             if token is None:  # pragma: no cover - wait=True returns a token or raises
                 raise TokenWaitTimeout("No token after waiting for the renewal.")
-            self._remember(token, time.time())
+            self._remember(token, self.clock.now())
             return token
 
     def invalidate(self, token_value: str) -> bool:
@@ -208,7 +193,7 @@ class TokenManager:
         self._memo = _Memo(token, timing, next_check)
 
     def _slow_path(self) -> AccessToken:
-        now = time.time()
+        now = self.clock.now()
         memo = self._memo
         usable = memo.token if memo is not None and now < memo.timing.usable_until else None
         # One thread per process talks to the fleet; the others keep a still-valid token.
@@ -219,7 +204,7 @@ class TokenManager:
             raise TokenWaitTimeout("Timed out waiting for this process's token renewal.")
         try:
             memo = self._memo
-            now = time.time()
+            now = self.clock.now()
             if memo is not None and now < memo.next_check:
                 return memo.token
             return self._sync_with_fleet(now)
@@ -250,32 +235,32 @@ class TokenManager:
             self._remember(local, now)
             return local
         token, outcome = self._renew_shared(local, origin="request", wait=True)
-        if token is not None and token is local and not self._usable(token, time.time()):
+        if token is not None and token is local and not self._usable(token, self.clock.now()):
             # ``local`` was usable when this call began; the cache round-trips since used up its
             # last moments. Never hand it out now: wait for the renewal (bounded) or fail.
             token, outcome = self._renew_shared(None, origin="request", wait=True)
         if token is None:  # pragma: no cover - wait=True returns a token or raises
             raise TokenWaitTimeout("No token after waiting for the renewal.")
         if outcome not in (RefreshOutcome.BACKOFF, RefreshOutcome.FAILED):
-            self._remember(token, time.time())
+            self._remember(token, self.clock.now())
         return token
 
     def _renew_shared(
         self, usable: AccessToken | None, *, origin: str, wait: bool, force: bool = False
     ) -> tuple[AccessToken | None, RefreshOutcome]:
         """Renew under the fleet lock. Returns a token (or ``usable``) and what happened."""
-        deadline = time.time() + self.config.token_wait_timeout
+        deadline = self.clock.now() + self.config.token_wait_timeout
         while True:
             backoff = self.store.read_backoff()
             if backoff is not None and not force:
                 if usable is not None:
-                    self._remember(usable, time.time(), quiet_until=backoff.until)
+                    self._remember(usable, self.clock.now(), quiet_until=backoff.until)
                     return usable, RefreshOutcome.BACKOFF
                 raise TokenBackoff(
                     f"No valid token: the last token request failed ({backoff.error}); "
-                    f"the fleet retries in {max(0.0, backoff.until - time.time()):.1f} s.",
+                    f"the fleet retries in {max(0.0, backoff.until - self.clock.now()):.1f} s.",
                     detail=backoff.message,
-                    retry_after=max(0.0, backoff.until - time.time()),
+                    retry_after=max(0.0, backoff.until - self.clock.now()),
                 )
             # Test before test-and-set: a failed add() is still a write, and a write storm at
             # renewal time makes the database cache drop the renewer's own write.
@@ -284,7 +269,7 @@ class TokenManager:
                 try:
                     if not force:
                         current = self.store.read_token()
-                        now = time.time()
+                        now = self.clock.now()
                         if isinstance(current, AccessToken) and (
                             now < TokenTiming.of(current, self.config).renew_at
                             or (origin == "request" and now < TokenTiming.of(current, self.config).lazy_renew_at)
@@ -297,30 +282,30 @@ class TokenManager:
                 return usable, RefreshOutcome.BUSY
             if usable is not None:
                 return usable, RefreshOutcome.BUSY
-            if time.time() >= deadline:
+            if self.clock.now() >= deadline:
                 raise TokenWaitTimeout("Timed out waiting for another process to renew the token.")
-            time.sleep(_WAIT_POLL * (0.5 + random.random()))  # noqa: S311  (jitter, not crypto)
+            self.clock.sleep(_WAIT_POLL * (0.5 + random.random()))  # noqa: S311  (jitter, not crypto)
             current = self.store.read_token()
-            if isinstance(current, AccessToken) and self._usable(current, time.time()):
+            if isinstance(current, AccessToken) and self._usable(current, self.clock.now()):
                 return current, RefreshOutcome.NOT_DUE
 
     def _fetch_and_publish(self, origin: str, usable: AccessToken | None) -> tuple[AccessToken, RefreshOutcome]:
-        started = time.time()
+        started = self.clock.now()
         try:
             token = self._fetch(origin)
         except TokenError as err:
             delay = self._backoff_delay(err)
             self.store.write_backoff(err, delay)
-            telemetry.record_token_failure(self.config, err, origin=origin, duration=time.time() - started)
-            if usable is not None and self._usable(usable, time.time()):
+            telemetry.record_token_failure(self.config, err, origin=origin, duration=self.clock.now() - started)
+            if usable is not None and self._usable(usable, self.clock.now()):
                 logger.warning(
                     "Token renewal failed (%s); still serving token %s, %.0f s left; next try in %.1f s",
                     type(err).__name__,
                     usable.fingerprint,
-                    usable.seconds_left(),
+                    usable.seconds_left(self.clock.now()),
                     delay,
                 )
-                self._remember(usable, time.time(), quiet_until=time.time() + delay)
+                self._remember(usable, self.clock.now(), quiet_until=self.clock.now() + delay)
                 return usable, RefreshOutcome.FAILED
             raise
         try:
@@ -329,15 +314,15 @@ class TokenManager:
         except CacheUnavailable as err:
             self._warn_cache(err)  # the token is good: keep it in this process at least
         self.store.clear_backoff()
-        telemetry.record_token_renewal(self.config, token, origin=origin, duration=time.time() - started)
+        telemetry.record_token_renewal(self.config, token, origin=origin, duration=self.clock.now() - started)
         return token, RefreshOutcome.RENEWED
 
     def _backoff_delay(self, err: TokenError) -> float:
         failures = self.store.count_failure()
-        delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(0, failures - 1))
+        delay = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** max(0, failures - 1))
         delay *= 0.8 + 0.4 * random.random()  # noqa: S311  (jitter, not crypto)
         if err.retry_after is not None:
-            delay = max(delay, err.retry_after)
+            delay = max(delay, float(err.retry_after))
         return delay
 
     def _without_cache(self, local: AccessToken | None, now: float) -> AccessToken:
@@ -360,7 +345,7 @@ class TokenManager:
                 self._remember(local, now)
                 return local
             raise
-        self._remember(token, time.time())
+        self._remember(token, self.clock.now())
         return token
 
     def _warn_cache(self, err: CacheUnavailable) -> None:
@@ -369,32 +354,9 @@ class TokenManager:
             self._cache_warned_at = now
             logger.warning("Token cache %r unavailable (%s); using a process-local token", self.config.cache_alias, err)
 
-    @method_decorator(sensitive_variables())
     def _fetch(self, origin: str) -> AccessToken:
-        """One token request, exactly as the vendor documents it (docs/vendor-api.md §2)."""
-        config = self.config
         self.fetch_counts[origin] = self.fetch_counts.get(origin, 0) + 1
-        sent_at = time.time()
-        try:
-            response = get_session().post(
-                config.token_url,
-                data={
-                    "client_id": config.client_id,
-                    "client_secret": config.client_secret,
-                    "audience": config.audience,
-                    "grant_type": "client_credentials",
-                },
-                timeout=config.timeout,
-            )
-        # "from None": the chained exception's frames hold the form body with the client secret, and
-        # Django's technical 500 page shows every frame's locals.
-        except requests.Timeout as err:
-            raise TokenTimeout(f"Token request to {config.token_url} timed out ({type(err).__name__}).") from None
-        except requests.RequestException as err:
-            raise TokenEndpointUnreachable(
-                f"Token request to {config.token_url} failed: {type(err).__name__}."
-            ) from None
-        token = parse_token_response(response, sent_at=sent_at, secrets=(config.client_secret,))
+        token = self.endpoint.request_token()
         logger.info(
             "Token renewed by %s in pid %s: %s, expires in %.0f s",
             origin,
@@ -403,86 +365,6 @@ class TokenManager:
             token.lifetime,
         )
         return token
-
-
-@sensitive_variables("secrets", "body", "response")
-def parse_token_response(response: requests.Response, *, sent_at: float, secrets: tuple[str, ...] = ()) -> AccessToken:
-    """Map a token endpoint response to a token or to the typed error that says what to check."""
-    status = response.status_code
-    body = _json_or_none(response)
-    error, description = "", ""
-    if isinstance(body, dict):
-        error = str(body.get("error") or "")
-        description = redact(str(body.get("error_description") or ""), secrets)
-    detail = f"{error}: {description}".strip(": ") or None
-    if status == 200:
-        return _token_from_body(body, sent_at=sent_at)
-    if status == 401:
-        raise InvalidCredentials(
-            "The token endpoint rejected the client credentials.", status_code=status, detail=detail
-        )
-    if status == 403:
-        if error == "access_denied":
-            raise AudienceNotAllowed(
-                "The token endpoint refused the audience for this client.", status_code=status, detail=detail
-            )
-        raise InvalidCredentials("The token endpoint refused this client.", status_code=status, detail=detail)
-    if status == 429:
-        raise TokenRateLimited(
-            "The token endpoint is rate limiting this client.",
-            status_code=status,
-            detail=detail,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if 400 <= status < 500:
-        raise TokenRequestRejected("The token endpoint rejected the request.", status_code=status, detail=detail)
-    raise TokenServerError("The token endpoint failed.", status_code=status, detail=detail)
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-@sensitive_variables("body", "value")
-def _token_from_body(body: Any, *, sent_at: float) -> AccessToken:
-    if not isinstance(body, dict):
-        raise MalformedTokenResponse("The token endpoint answered 200 without a JSON object.", status_code=200)
-    value = body.get("access_token")
-    if not isinstance(value, str) or not value.strip():
-        raise MalformedTokenResponse("The token response has no access_token string.", status_code=200)
-    expires_in = body.get("expires_in")
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not expires_in > 0:
-        raise MalformedTokenResponse("The token response has no positive numeric expires_in.", status_code=200)
-    # token_type is always sent by Auth0; if absent we assume Bearer, the only type the API takes.
-    token_type = body.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise MalformedTokenResponse("The token response's token_type is not Bearer.", status_code=200)
-    return AccessToken(
-        value=value,
-        token_type="Bearer",  # noqa: S106  (the scheme name)
-        issued_at=sent_at,
-        expires_at=min(sent_at + float(expires_in), _jwt_expiry(value) or math.inf),
-    )
-
-
-def _jwt_expiry(value: str) -> float | None:
-    """The ``exp`` claim if the token is a JWT, read unverified and used only to shorten the lifetime.
-
-    Auth0 writes exp = floor(its clock) + expires_in, so counting from our send time alone can
-    outlive the claim by up to a second, which a gateway that checks exp would refuse.
-    """
-    parts = value.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, TypeError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 # --- module API ----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -18,30 +17,27 @@ from django.core.cache import BaseCache, caches
 from bettorsense.cache import CacheUnavailable, cache_key, guard_cache, ttl_seconds
 from bettorsense.conf import Config
 from bettorsense.exceptions import BettorSenseError
+from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
 from bettorsense.tokens.crypto import seal, unseal
-from bettorsense.tokens.token import AccessToken, Tombstone
+from bettorsense.tokens.token import AccessToken, Backoff, Tombstone
+
+__all__ = ["Backoff", "SharedTokenCache"]
 
 
-@dataclass(frozen=True)
-class Backoff:
-    until: float
-    error: str
-    message: str
-
-
-def _entry_ttl(token: AccessToken) -> int:
+def _entry_ttl(token: AccessToken, now: float) -> int:
     """How long the cache keeps a token's entry: one second beyond the token's expiry.
 
     Django's database cache stores expiry in whole seconds, truncated, so ``ceil(seconds_left)``
     alone can drop the entry up to a second before the token expires, inside a short renewal
     window. When a token is still usable is TokenTiming's business, not the cache's.
     """
-    return ttl_seconds(token.seconds_left()) + 1
+    return ttl_seconds(token.seconds_left(now)) + 1
 
 
 class SharedTokenCache:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.token_key = cache_key(config, "token")
         self.lock_key = cache_key(config, "lock")
         self.backoff_key = cache_key(config, "backoff")
@@ -91,16 +87,16 @@ class SharedTokenCache:
         sealed = self._seal_token(token)
         with guard_cache():
             for attempt in range(8):
-                self.cache.set(self.token_key, sealed, _entry_ttl(token))
+                self.cache.set(self.token_key, sealed, _entry_ttl(token, self.clock.now()))
                 if self.cache.get(self.token_key) == sealed:
                     return True
-                time.sleep(0.005 * (attempt + 1))
+                time.sleep(0.005 * (attempt + 1))  # paces the database, so real time, not token time
         return False
 
     def add_token(self, token: AccessToken) -> bool:
         """Put a token back only if the entry is empty (the cache lost it)."""
         with guard_cache():
-            return bool(self.cache.add(self.token_key, self._seal_token(token), _entry_ttl(token)))
+            return bool(self.cache.add(self.token_key, self._seal_token(token), _entry_ttl(token, self.clock.now())))
 
     def tombstone_if_current(self, token_value: str) -> bool:
         current = self.read_token()
@@ -108,7 +104,7 @@ class SharedTokenCache:
             return False
         sealed = seal(self.config.encryption_key, {"tombstone": current.fingerprint})
         with guard_cache():
-            self.cache.set(self.token_key, sealed, _entry_ttl(current))
+            self.cache.set(self.token_key, sealed, _entry_ttl(current, self.clock.now()))
         return True
 
     # --- single flight ------------------------------------------------------------------------
@@ -138,12 +134,12 @@ class SharedTokenCache:
     def read_backoff(self) -> Backoff | None:
         with guard_cache():
             data = self.cache.get(self.backoff_key)
-        if not isinstance(data, dict) or float(data.get("until", 0)) <= time.time():
+        if not isinstance(data, dict) or float(data.get("until", 0)) <= self.clock.now():
             return None
         return Backoff(until=float(data["until"]), error=str(data["error"]), message=str(data["message"]))
 
     def write_backoff(self, err: BettorSenseError, delay: float) -> None:
-        data = {"until": time.time() + delay, "error": type(err).__name__, "message": str(err)[:300]}
+        data = {"until": self.clock.now() + delay, "error": type(err).__name__, "message": str(err)[:300]}
         try:
             with guard_cache():
                 self.cache.set(self.backoff_key, data, ttl_seconds(delay))

@@ -38,3 +38,12 @@ class Tombstone:
     """Left in the shared cache in place of a token the API refused, until that token expires."""
 
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The fleet does not request a token before ``until`` (epoch seconds): the last request failed."""
+
+    until: float
+    error: str  # the failed request's error class
+    message: str
