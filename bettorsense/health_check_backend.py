@@ -59,7 +59,7 @@ def _legacy_backend() -> Any:
     except ImportError:
         return None
 
-    class BettorSenseBackend(BaseHealthCheckBackend):  # type: ignore[misc, valid-type]
+    class BettorSenseBackend(BaseHealthCheckBackend):
         critical_service = True
 
         def check_status(self, subsets: Any = None) -> None:

@@ -52,11 +52,23 @@ class SandboxClient:
             raise SandboxControlError(response.status, str(message))
         return data
 
+    def _object(self, method: str, endpoint: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = self._call(method, endpoint, payload)
+        if not isinstance(data, dict):
+            raise SandboxControlError(200, f"expected a JSON object from {endpoint}, got {type(data).__name__}")
+        return data
+
+    def _list(self, method: str, endpoint: str) -> list[dict[str, Any]]:
+        data = self._call(method, endpoint)
+        if not isinstance(data, list):
+            raise SandboxControlError(200, f"expected a JSON array from {endpoint}, got {type(data).__name__}")
+        return data
+
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "health")
+        return self._object("GET", "health")
 
     def stats(self) -> dict[str, Any]:
-        return self._call("GET", "stats")
+        return self._object("GET", "stats")
 
     def reset(self) -> None:
         self._call("POST", "reset")
@@ -65,30 +77,30 @@ class SandboxClient:
         """Add a fault, given as a :class:`Fault` or as its fields; returns it as stored."""
         data = asdict(fault) if fault is not None else Fault(**fields).to_dict()
         data.pop("fired", None)
-        return self._call("POST", "faults", data)
+        return self._object("POST", "faults", data)
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "faults")
+        return self._list("GET", "faults")
 
     def clear_faults(self) -> int:
-        return int(self._call("DELETE", "faults")["cleared"])
+        return int(self._object("DELETE", "faults")["cleared"])
 
     def revoke_tokens(self, client_id: str | None = None) -> int:
         payload = {"client_id": client_id} if client_id is not None else {}
-        return int(self._call("POST", "revoke", payload)["revoked"])
+        return int(self._object("POST", "revoke", payload)["revoked"])
 
     def config(self) -> dict[str, Any]:
-        return self._call("GET", "config")
+        return self._object("GET", "config")
 
     def set_config(self, **settings: Any) -> dict[str, Any]:
         """E.g. ``set_config(token_lifetime=5, enforce_reuse=True)``; returns the new configuration."""
-        return self._call("POST", "config", settings)
+        return self._object("POST", "config", settings)
 
     def advance_day(self, days: int = 1) -> dict[str, Any]:
-        return self._call("POST", "advance-day", {"days": days})
+        return self._object("POST", "advance-day", {"days": days})
 
     def requests(self, limit: int = 100) -> list[dict[str, Any]]:
-        return self._call("GET", f"requests?limit={int(limit)}")
+        return self._list("GET", f"requests?limit={int(limit)}")
 
     def add_client(
         self,
@@ -102,4 +114,4 @@ class SandboxClient:
             payload["audiences"] = list(audiences)
         if bookmakers is not None:
             payload["bookmakers"] = [list(pair) for pair in bookmakers]
-        return self._call("POST", "clients", payload)
+        return self._object("POST", "clients", payload)

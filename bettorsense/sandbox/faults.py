@@ -127,7 +127,7 @@ def bend_api_body(payload: Any, fault: Fault) -> Any:
     if isinstance(payload, list):
         items = payload
     elif isinstance(payload, dict) and ("items" in payload or "results" in payload):
-        items = payload.get("items", payload.get("results"))
+        items = payload["items"] if "items" in payload else payload["results"]
     else:
         items = [payload]
     for item in items:

@@ -269,7 +269,7 @@ class ProfileBook:
     synced_days: int = 0
     versions: dict[int, int] = field(default_factory=dict)  # player index -> day of its last re-score
     _ages: bytes | None = None
-    _filtered: dict[tuple[int, int], array] = field(default_factory=dict)
+    _filtered: dict[tuple[int, int], array[int]] = field(default_factory=dict)
 
     def rescored_on(self, day: int) -> list[int]:
         """The deterministic ~10% of players re-scored on simulated day ``day`` (1-based)."""
@@ -298,7 +298,7 @@ class ProfileBook:
             return self._ages[index]
         return initial_age_days(self.seed, self.bookmaker, self.sub_bookmaker, index)
 
-    def changed_since(self, cutoff_epoch: float, start_ordinal: int) -> array:
+    def changed_since(self, cutoff_epoch: float, start_ordinal: int) -> array[int]:
         """Indexes of the active players whose ``lastUpdatedDateTime >= cutoff``, in order (cached)."""
         cutoff = math.ceil(cutoff_epoch)  # timestamps are whole seconds
         key = (cutoff, self.synced_days)

@@ -102,7 +102,7 @@ class ReuseViolation(Exception):
 class ProfileRef(NamedTuple):
     """Enough to generate one profile outside the lock."""
 
-    index: int
+    player_index: int  # not ``index``, which would shadow tuple.index
     version: int
     updated: date
 
@@ -416,7 +416,7 @@ class SandboxState:
         return refs, total
 
     def profile_json(self, bookmaker: int, sub_bookmaker: int, ref: ProfileRef) -> bytes:
-        return profiles.profile_json(self.seed, bookmaker, sub_bookmaker, ref.index, ref.version, ref.updated)
+        return profiles.profile_json(self.seed, bookmaker, sub_bookmaker, ref.player_index, ref.version, ref.updated)
 
     # --- requests and stats ------------------------------------------------------------------
 

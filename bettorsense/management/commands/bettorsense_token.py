@@ -42,10 +42,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Token URL:   {config.token_url}  client: {mask(config.client_id)}")
         if options["refresh"]:
             try:
-                token = manager.force_refresh(origin="manual")
+                renewed = manager.force_refresh(origin="manual")
             except BettorSenseError as err:
                 raise CommandError(f"Renewal failed: {err}") from err
-            self.stdout.write(self.style.SUCCESS(f"Renewed: {token.fingerprint}"))
+            self.stdout.write(self.style.SUCCESS(f"Renewed: {renewed.fingerprint}"))
         token = manager.peek()
         if token is None:
             self.stdout.write(self.style.WARNING("Token:       none cached"))
