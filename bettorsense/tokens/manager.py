@@ -23,13 +23,11 @@ The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsen
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from bettorsense import telemetry
@@ -37,6 +35,7 @@ from bettorsense.cache import CacheUnavailable
 from bettorsense.conf import Config, get_config
 from bettorsense.exceptions import TokenBackoff, TokenError, TokenWaitTimeout
 from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
+from bettorsense.tokens.decision import RefreshOutcome, TokenTiming
 from bettorsense.tokens.endpoint import TokenEndpoint, parse_token_response
 from bettorsense.tokens.shared import SharedTokenCache
 from bettorsense.tokens.token import AccessToken, Tombstone
@@ -51,38 +50,10 @@ _WAIT_POLL = 0.05
 _WINDOW_RECHECK = 0.5
 
 
-@dataclass(frozen=True)
-class TokenTiming:
-    """When a token enters its renewal window, when lazy renewal starts, when it stops being sent."""
-
-    renew_at: float
-    lazy_renew_at: float
-    usable_until: float
-
-    @classmethod
-    def of(cls, token: AccessToken, config: Config) -> TokenTiming:
-        window = min(config.refresh_margin, 0.1 * token.lifetime)
-        safety = min(config.expiry_safety, window / 4)
-        return cls(
-            renew_at=token.expires_at - window,
-            lazy_renew_at=token.expires_at - window / 2,
-            usable_until=token.expires_at - safety,
-        )
-
-
 class _Memo(NamedTuple):
     token: AccessToken
     timing: TokenTiming
     next_check: float
-
-
-class RefreshOutcome(enum.StrEnum):
-    NOT_DUE = "not-due"
-    RENEWED = "renewed"
-    BUSY = "busy"  # another process holds the renewal lock
-    BACKOFF = "backoff"
-    FAILED = "failed"
-    CACHE_UNAVAILABLE = "cache-unavailable"
 
 
 class TokenManager:
