@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -21,7 +22,7 @@ from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
 from bettorsense.tokens.crypto import seal, unseal
 from bettorsense.tokens.token import AccessToken, Backoff, Tombstone
 
-__all__ = ["Backoff", "SharedTokenCache"]
+__all__ = ["Backoff", "FleetState", "SharedTokenCache"]
 
 
 def _entry_ttl(token: AccessToken, now: float) -> int:
@@ -32,6 +33,15 @@ def _entry_ttl(token: AccessToken, now: float) -> int:
     window. When a token is still usable is TokenTiming's business, not the cache's.
     """
     return ttl_seconds(token.seconds_left(now)) + 1
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """The fleet's entries, read together: the token (or tombstone), the backoff, the lock holder."""
+
+    token: AccessToken | Tombstone | None
+    backoff: Backoff | None
+    lock_holder: str | None
 
 
 class SharedTokenCache:
@@ -47,11 +57,25 @@ class SharedTokenCache:
     def cache(self) -> BaseCache:
         return caches[self.config.cache_alias]
 
+    def read_state(self) -> FleetState:
+        """Token, backoff and lock in one round trip."""
+        with guard_cache():
+            found = self.cache.get_many([self.token_key, self.backoff_key, self.lock_key])
+        holder = found.get(self.lock_key)
+        return FleetState(
+            token=self._unseal_token(found.get(self.token_key)),
+            backoff=self._active_backoff(found.get(self.backoff_key)),
+            lock_holder=holder if isinstance(holder, str) else None,
+        )
+
     # --- token --------------------------------------------------------------------------------
 
     def read_token(self) -> AccessToken | Tombstone | None:
         with guard_cache():
             sealed = self.cache.get(self.token_key)
+        return self._unseal_token(sealed)
+
+    def _unseal_token(self, sealed: Any) -> AccessToken | Tombstone | None:
         if not isinstance(sealed, str):
             return None
         data = unseal(self.config.encryption_key, sealed)
@@ -134,6 +158,9 @@ class SharedTokenCache:
     def read_backoff(self) -> Backoff | None:
         with guard_cache():
             data = self.cache.get(self.backoff_key)
+        return self._active_backoff(data)
+
+    def _active_backoff(self, data: Any) -> Backoff | None:
         if not isinstance(data, dict) or float(data.get("until", 0)) <= self.clock.now():
             return None
         return Backoff(until=float(data["until"]), error=str(data["error"]), message=str(data["message"]))
