@@ -12,19 +12,17 @@ fleet (a lock in the shared cache, refreshed per page). For each player whose ba
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
 
-from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import CacheUnavailable
 from bettorsense.conf import Config, get_config
 from bettorsense.exceptions import SyncAlreadyRunning, SyncRefused
+from bettorsense.locks import OwnerLock
 from bettorsense.models import PlayerRiskProfile as StoredProfile
 from bettorsense.models import RiskProfileChange, SyncRun
 from bettorsense.profiles import RiskBand, RiskProfile
@@ -47,37 +45,32 @@ _UPDATE_FIELDS = [
 
 
 class _SyncLock:
-    """One run per bookmaker pair across the fleet: ``cache.add``, touched after every page."""
+    """One run per bookmaker pair across the fleet: an :class:`OwnerLock`, refreshed after every page."""
 
     def __init__(self, config: Config, bookmaker: int, sub_bookmaker: int) -> None:
-        self.cache = caches[config.cache_alias]
-        self.key = cache_key(config, f"sync:{bookmaker}:{sub_bookmaker}:lock")
-        self.ttl = int(config.sync_lock_ttl)
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.lock = OwnerLock(config, f"sync:{bookmaker}:{sub_bookmaker}:lock", ttl=config.sync_lock_ttl)
+        self.owner: str | None = None
 
     def acquire(self) -> None:
         try:
-            with guard_cache():
-                taken = self.cache.add(self.key, self.owner, self.ttl)
+            self.owner = self.lock.acquire()
         except CacheUnavailable as err:
             raise SyncRefused(f"Cannot take the sync lock: the cache is unavailable ({err}).") from None
-        if not taken:
+        if self.owner is None:
             raise SyncAlreadyRunning("Another sync of these bookmaker ids is running.")
 
     def touch(self) -> None:
+        if self.owner is None:
+            return
         try:
-            with guard_cache():
-                self.cache.touch(self.key, self.ttl)
+            if not self.lock.refresh(self.owner):
+                logger.warning("The sync lock expired; another run may have taken it")
         except CacheUnavailable as err:
             logger.warning("Could not extend the sync lock: %s", err)
 
     def release(self) -> None:
-        try:
-            with guard_cache():
-                if self.cache.get(self.key) == self.owner:
-                    self.cache.delete(self.key)
-        except CacheUnavailable:
-            pass  # it expires on its own
+        if self.owner is not None:
+            self.lock.release(self.owner)
 
 
 def _watermark_from(config: Config, bookmaker: int, sub_bookmaker: int) -> datetime | None:

@@ -194,6 +194,20 @@ def test_waiting_is_bounded(configure, sandbox):
     renewing.join()
 
 
+def test_the_renewal_lock_is_freed_and_extended_only_by_its_owner(configure):
+    lock = SharedTokenCache(get_config()).renewal_lock
+    owner = lock.acquire()
+    assert owner is not None and lock.acquire() is None
+    assert lock.holder() == owner
+    assert not lock.refresh("another-owner")
+    lock.release("another-owner")
+    assert lock.holder() == owner
+    assert lock.refresh(owner)
+    lock.release(owner)
+    assert lock.holder() is None
+    assert lock.acquire() is not None
+
+
 # --- renewal by beat and lazily -----------------------------------------------------------------
 
 

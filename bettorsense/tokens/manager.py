@@ -200,7 +200,10 @@ class TokenManager:
     def _renew_under_the_lock(
         self, caller: Caller, local: AccessToken | None, state: FleetState, origin: Caller, *, waited: bool
     ) -> Decision:
-        owner = self.store.acquire_lock()
+        # The decision to renew saw the lock free: testing before the test-and-set matters, since a
+        # failed add() is still a write, and a write storm at renewal time makes the database cache
+        # drop the renewer's own write.
+        owner = self.store.renewal_lock.acquire()
         if owner is None:  # another caller took it since the state was read
             return self._decide(caller, local, state, waited=waited, lock=Lock.TAKEN)
         try:
@@ -209,7 +212,7 @@ class TokenManager:
                 return decision
             return self._renew(origin, decision.fallback)
         finally:
-            self.store.release_lock(owner)
+            self.store.renewal_lock.release(owner)
 
     def _renew(self, origin: Caller, fallback: AccessToken | None) -> Decision:
         """Request a token for the fleet and publish it; on failure, set the fleet's backoff."""

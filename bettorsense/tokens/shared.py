@@ -7,9 +7,7 @@ Every backend failure becomes :class:`CacheUnavailable`, which the token manager
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +16,7 @@ from django.core.cache import BaseCache, caches
 from bettorsense.cache import CacheUnavailable, cache_key, guard_cache, ttl_seconds
 from bettorsense.conf import Config
 from bettorsense.exceptions import BettorSenseError
+from bettorsense.locks import OwnerLock
 from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
 from bettorsense.tokens.crypto import seal, unseal
 from bettorsense.tokens.token import AccessToken, Backoff, Tombstone
@@ -49,7 +48,9 @@ class SharedTokenCache:
         self.config = config
         self.clock = clock
         self.token_key = cache_key(config, "token")
-        self.lock_key = cache_key(config, "lock")
+        # Single flight: held for one token request at most, so it outlives the request's timeouts.
+        self.renewal_lock = OwnerLock(config, "lock", ttl=config.connect_timeout + config.read_timeout + 5)
+        self.lock_key = self.renewal_lock.key
         self.backoff_key = cache_key(config, "backoff")
         self.failures_key = cache_key(config, "failures")
 
@@ -130,28 +131,6 @@ class SharedTokenCache:
         with guard_cache():
             self.cache.set(self.token_key, sealed, _entry_ttl(current, self.clock.now()))
         return True
-
-    # --- single flight ------------------------------------------------------------------------
-
-    def acquire_lock(self) -> str | None:
-        """The owner id if this caller now holds the fleet's renewal lock, else None."""
-        owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        lock_ttl = ttl_seconds(self.config.connect_timeout + self.config.read_timeout + 5)
-        with guard_cache():
-            return owner if self.cache.add(self.lock_key, owner, lock_ttl) else None
-
-    def release_lock(self, owner: str) -> None:
-        try:
-            with guard_cache():
-                if self.cache.get(self.lock_key) == owner:
-                    self.cache.delete(self.lock_key)
-        except CacheUnavailable:
-            pass  # the lock expires on its own
-
-    def lock_holder(self) -> str | None:
-        with guard_cache():
-            holder = self.cache.get(self.lock_key)
-        return holder if isinstance(holder, str) else None
 
     # --- backoff ------------------------------------------------------------------------------
 
