@@ -11,7 +11,7 @@ the session and redirects back (post/redirect/get), so reloading the page does n
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -32,8 +32,13 @@ logger = logging.getLogger(__name__)
 
 _PROBE_SESSION_KEY = "bettorsense_health_probe"
 
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Any]
+else:
+    ModelAdmin = admin.ModelAdmin  # generic in django-stubs only
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+
+class ReadOnlyAdmin(ModelAdmin):
     """View permission only: nothing here is added, changed or deleted by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -133,7 +138,7 @@ class ScoreRangeFilter(admin.SimpleListFilter):
         ("99-100", "99 and 100", 99, 101),
     )
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin) -> list[tuple[str, str]]:
         return [(key, label) for key, label, _, _ in self.ranges]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -64,14 +64,17 @@ def guard_cache() -> Iterator[None]:
 class RateLimitedWarning:
     """A warning logged at most once every ``every`` seconds per process; the rest go to debug."""
 
-    def __init__(self, log: logging.Logger, every: float = WARN_EVERY) -> None:
+    def __init__(
+        self, log: logging.Logger, every: float = WARN_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._log = log
         self._every = every
+        self.clock = clock
         self._said_at: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             quiet = self._said_at is not None and now - self._said_at < self._every
             if not quiet:
@@ -120,6 +123,27 @@ class BestEffortCache:
             self._failed(config, err, "not written")
             return False
         return True
+
+    def add(self, config: Config, key: str, value: Any, ttl: float, *, on_failure: bool) -> bool:
+        """``cache.add``: True if the key was free and is now ours; ``on_failure`` if the cache failed."""
+        try:
+            with guard_cache():
+                return bool(shared_cache(config).add(key, value, ttl_seconds(ttl)))
+        except CacheUnavailable as err:
+            self._failed(config, err, "not added")
+            return on_failure
+
+    def incr(self, config: Config, key: str, ttl: float) -> int | None:
+        """Count one more under ``key`` (created at 1 with ``ttl``); the new count, None if the cache failed."""
+        try:
+            with guard_cache():
+                cache = shared_cache(config)
+                if cache.add(key, 1, ttl_seconds(ttl)):
+                    return 1
+                return int(cache.incr(key))
+        except CacheUnavailable as err:
+            self._failed(config, err, "not counted")
+            return None
 
     def delete(self, config: Config, *keys: str) -> None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.db import models
 
 from bettorsense import profiles
-from bettorsense.profiles import RiskBand
+from bettorsense.profiles import ProfileSource, RiskBand
 
 
 class Health(models.Model):
@@ -59,7 +59,7 @@ class PlayerRiskProfile(models.Model):
     def __str__(self) -> str:
         return f"{self.account_id} ({self.get_band_display()}, {self.risk_score:g})"
 
-    def to_profile(self, source: str = "store") -> profiles.RiskProfile:
+    def to_profile(self, source: ProfileSource = ProfileSource.STORE) -> profiles.RiskProfile:
         return profiles.RiskProfile(
             account_id=self.account_id,
             last_updated=self.last_updated,
@@ -71,7 +71,7 @@ class PlayerRiskProfile(models.Model):
                 for c in self.category_scores
             ),
             band=RiskBand(self.band),
-            source=source,
+            source=ProfileSource(source),
         )
 
 

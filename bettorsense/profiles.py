@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import warnings
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,15 @@ class RiskBand(models.IntegerChoices):
         return cls.VERY_HIGH
 
 
+class ProfileSource(enum.StrEnum):
+    """Where an answer came from; the values are those of the profile JSON's ``source``."""
+
+    API = "api"
+    CACHE = "cache"
+    STORE = "store"  # the local copy kept by the daily sync
+    STALE = "stale"  # the last good copy, served in an outage
+
+
 @dataclass(frozen=True)
 class CategoryScore:
     """One contributing factor: positive values push the risk up, negative ones pull it down."""
@@ -55,9 +65,7 @@ class RiskProfile:
     percentile: float | None
     category_scores: tuple[CategoryScore, ...]
     band: RiskBand
-    #: Where the answer came from: "api", "cache", "store" (the local copy kept by the daily sync) or
-    #: "stale" (the last good copy, served in an outage).
-    source: str = field(default="api", compare=False)
+    source: ProfileSource = field(default=ProfileSource.API, compare=False)
 
     @property
     def player_id(self) -> str:
@@ -67,10 +75,11 @@ class RiskProfile:
 
     @property
     def stale(self) -> bool:
-        return self.source == "stale"
+        return self.source == ProfileSource.STALE
 
-    def with_source(self, source: str) -> RiskProfile:
-        return replace(self, source=source)
+    def with_source(self, source: ProfileSource) -> RiskProfile:
+        """A copy from ``source``; the plain value (``"stale"``) is accepted, as before 0.2."""
+        return replace(self, source=ProfileSource(source))
 
     def to_json(self) -> dict[str, Any]:
         """The vendor's field names, plus our derived band and the source."""
@@ -83,7 +92,7 @@ class RiskProfile:
             "categoryScores": [{"key": c.key, "name": c.name, "score": c.score} for c in self.category_scores],
             "band": self.band.name.lower(),
             "bandLabel": self.band.label,
-            "source": self.source,
+            "source": str(self.source),
             "stale": self.stale,
         }
 

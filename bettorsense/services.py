@@ -21,9 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.core.cache import caches
-
-from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import BestEffortCache, cache_key
 from bettorsense.client import api as client
 from bettorsense.client.validation import account_id as valid_account_id
 from bettorsense.client.validation import bookmaker_id as valid_bookmaker_id
@@ -40,7 +38,7 @@ from bettorsense.exceptions import (
     RateLimited,
     ServiceUnavailable,
 )
-from bettorsense.profiles import RiskProfile, parse_profile
+from bettorsense.profiles import ProfileSource, RiskProfile, parse_profile
 
 logger = logging.getLogger(__name__)
 
@@ -85,39 +83,8 @@ def _profile_key(config: Config, bookmaker: int, sub_bookmaker: int, account: st
     return cache_key(config, f"profile:{bookmaker}:{sub_bookmaker}:{digest}")
 
 
-# While the cache is down every call fails to read and write it: warn once per interval and process,
-# as tokens.py does, not twice per call (an outage would flood the logs).
-_CACHE_WARN_EVERY = 30.0
-_cache_warned_at: float | None = None
-
-
-def _warn_cache(err: CacheUnavailable, outcome: str) -> None:
-    global _cache_warned_at
-    now = time.monotonic()
-    if _cache_warned_at is not None and now - _cache_warned_at < _CACHE_WARN_EVERY:
-        logger.debug("Profile cache unavailable (%s); %s", err, outcome)
-        return
-    _cache_warned_at = now
-    logger.warning(
-        "Profile cache unavailable (%s); %s (said at most every %.0f s per process)", err, outcome, _CACHE_WARN_EVERY
-    )
-
-
-def _cache_get(config: Config, key: str) -> Any:
-    try:
-        with guard_cache():
-            return caches[config.cache_alias].get(key)
-    except CacheUnavailable as err:
-        _warn_cache(err, "asking the API")
-        return None
-
-
-def _cache_set(config: Config, key: str, value: Any, ttl: float) -> None:
-    try:
-        with guard_cache():
-            caches[config.cache_alias].set(key, value, max(1, int(ttl)))
-    except CacheUnavailable as err:
-        _warn_cache(err, "not cached")
+#: Without the cache every call asks the API (or the store) and caches nothing.
+profile_cache = BestEffortCache("Profile cache", logger)
 
 
 def get_player_risk_profile(
@@ -139,13 +106,13 @@ def get_player_risk_profile(
     bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
     key = _profile_key(config, bookmaker, sub_bookmaker, account)
     use_cache = config.profile_cache and not fresh
-    cached = _cache_get(config, key) if use_cache else None
+    cached = profile_cache.get(config, key) if use_cache else None
     if isinstance(cached, dict):
         if "missing" in cached and cached.get("until", 0) > time.time():
             error = _NOT_FOUND_ERRORS.get(str(cached["missing"]), PlayerNotFound)
             raise error(f"{error.__name__} (cached answer).", status_code=404)
         if "profile" in cached and cached.get("fresh_until", 0) > time.time():
-            return _cached_profile(cached, "cache")
+            return _cached_profile(cached, ProfileSource.CACHE)
     if use_cache and config.serve_from_store:
         stored = _from_store(config, bookmaker, sub_bookmaker, account)
         if stored is not None:
@@ -168,14 +135,14 @@ def get_player_risk_profile(
     except ProfileUnavailable as err:
         if use_cache:
             marker = {"missing": type(err).__name__, "until": time.time() + config.not_found_ttl}
-            _cache_set(config, key, marker, config.not_found_ttl)
+            profile_cache.set(config, key, marker, config.not_found_ttl)
         raise
     except (ServiceUnavailable, RateLimited) as err:
         if fresh and config.profile_cache:
-            cached = _cache_get(config, key)
+            cached = profile_cache.get(config, key)
         if isinstance(cached, dict) and "profile" in cached:
             logger.warning("Serving a stale profile: %s", type(err).__name__)
-            return _cached_profile(cached, "stale")
+            return _cached_profile(cached, ProfileSource.STALE)
         raise
     if profile.account_id != account:
         raise BadResponse("The API answered with the profile of another player.")
@@ -187,7 +154,7 @@ def get_player_risk_profile(
 def _cache_until_recompute(config: Config, key: str, body: dict[str, Any]) -> None:
     # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.
     fresh_until = next_recompute(config, datetime.now(UTC)).timestamp()
-    _cache_set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
+    profile_cache.set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
 
 
 def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> RiskProfile | None:
@@ -200,10 +167,10 @@ def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str
     if not SyncRun.objects.filter(**scope, status=SyncRun.Status.SUCCEEDED, started_at__gte=last_recompute).exists():
         return None
     row = StoredProfile.objects.filter(**scope, account_id=account).first()
-    return row.to_profile("store") if row is not None else None
+    return row.to_profile(ProfileSource.STORE) if row is not None else None
 
 
-def _cached_profile(cached: dict[str, Any], source: str) -> RiskProfile:
+def _cached_profile(cached: dict[str, Any], source: ProfileSource) -> RiskProfile:
     return parse_profile(cached["profile"]).with_source(source)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import BestEffortCache, cache_key, guard_cache, shared_cache
 from bettorsense.conf import Config
 from bettorsense.exceptions import InvalidInput, ProfileUnavailable
+from bettorsense.registry import PerConfig
 
 if TYPE_CHECKING:
     from bettorsense.exceptions import BettorSenseError
@@ -25,16 +27,24 @@ logger = logging.getLogger(__name__)
 
 _MINUTE_TTL = 2 * 3600
 _HOUR_TTL = 26 * 3600
+#: The outcome of a success; a failure's outcome is its error class's name.
+OUTCOME_OK = "ok"
+
+_recorder = BestEffortCache("Telemetry", logger)
 
 
 @dataclass(frozen=True)
 class Renewal:
     at: float
-    outcome: str  # "ok" or the error class name
+    outcome: str  # OUTCOME_OK or the error class name
     origin: str  # beat, request, manual
     duration: float
     fingerprint: str | None
     error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == OUTCOME_OK
 
 
 @dataclass(frozen=True)
@@ -54,37 +64,20 @@ class ApiCall:
     """The last call to the Bettor Sense API that some process of the fleet recorded."""
 
     at: float
-    outcome: str  # "ok" or the error class name
+    outcome: str  # OUTCOME_OK or the error class name
     status: int | None
     latency: float  # seconds, retries and the wait for a token included
     answered: bool  # the API answered as documented: a 200, or a 404 or 400 about the request itself
 
 
-def _cache_set(config: Config, name: str, value: Any, ttl: int) -> None:
-    from django.core.cache import caches
-
-    try:
-        with guard_cache():
-            caches[config.cache_alias].set(cache_key(config, name), value, ttl)
-    except CacheUnavailable as err:
-        logger.debug("Could not record %s: %s", name, err)
+def _record(config: Config, name: str, value: Any, ttl: int) -> None:
+    _recorder.set(config, cache_key(config, name), value, ttl)
 
 
 def _count(config: Config, name: str, now: float) -> None:
-    from django.core.cache import caches
-
-    cache = caches[config.cache_alias]
     minute, hour = int(now // 60), int(now // 3600)
-    try:
-        with guard_cache():
-            for key, ttl in (
-                (cache_key(config, f"count:{name}:m{minute}"), _MINUTE_TTL),
-                (cache_key(config, f"count:{name}:h{hour}"), _HOUR_TTL),
-            ):
-                if not cache.add(key, 1, ttl):
-                    cache.incr(key)
-    except (CacheUnavailable, ValueError) as err:
-        logger.debug("Could not count %s: %s", name, err)
+    _recorder.incr(config, cache_key(config, f"count:{name}:m{minute}"), _MINUTE_TTL)
+    _recorder.incr(config, cache_key(config, f"count:{name}:h{hour}"), _HOUR_TTL)
 
 
 def _renewal_record(renewal: Renewal) -> dict[str, Any]:
@@ -93,8 +86,8 @@ def _renewal_record(renewal: Renewal) -> dict[str, Any]:
 
 def record_token_renewal(config: Config, token: AccessToken, *, origin: str, duration: float) -> None:
     now = time.time()
-    renewal = Renewal(now, "ok", origin, duration, token.fingerprint, None)
-    _cache_set(config, "state:last_renewal", _renewal_record(renewal), _HOUR_TTL)
+    renewal = Renewal(now, OUTCOME_OK, origin, duration, token.fingerprint, None)
+    _record(config, "state:last_renewal", _renewal_record(renewal), _HOUR_TTL)
     _count(config, "requests", now)
     _count(config, "renewals", now)
 
@@ -102,13 +95,13 @@ def record_token_renewal(config: Config, token: AccessToken, *, origin: str, dur
 def record_token_failure(config: Config, err: BettorSenseError, *, origin: str, duration: float) -> None:
     now = time.time()
     failure = Renewal(now, type(err).__name__, origin, duration, None, str(err)[:300])
-    _cache_set(config, "state:last_renewal", _renewal_record(failure), _HOUR_TTL)
-    _cache_set(config, "state:last_error", _renewal_record(failure), _HOUR_TTL)
+    _record(config, "state:last_renewal", _renewal_record(failure), _HOUR_TTL)
+    _record(config, "state:last_error", _renewal_record(failure), _HOUR_TTL)
     _count(config, "requests", now)
 
 
 def record_beat_tick(config: Config, outcome: str) -> None:
-    _cache_set(config, "state:beat", {"at": time.time(), "outcome": outcome, "pid": os.getpid()}, _HOUR_TTL)
+    _record(config, "state:beat", {"at": time.time(), "outcome": outcome, "pid": os.getpid()}, _HOUR_TTL)
 
 
 def _renewal(data: Any) -> Renewal | None:
@@ -122,9 +115,7 @@ def _renewal(data: Any) -> Renewal | None:
 
 def read_token_state(config: Config) -> TokenState:
     """What the fleet recorded; raises CacheUnavailable if the cache cannot be read."""
-    from django.core.cache import caches
-
-    cache = caches[config.cache_alias]
+    cache = shared_cache(config)
     now = time.time()
     minute, hour = int(now // 60), int(now // 3600)
     minute_keys = {
@@ -162,45 +153,59 @@ def read_token_state(config: Config) -> TokenState:
 # --- the last API call: on the hot path, so written at most once a second per process -----------
 
 _API_WRITE_EVERY = 1.0
-_clock = time.monotonic  # tests replace it
-#: Per config (by id): the config itself, when this process may write again, what it last wrote.
-_api_written: dict[int, tuple[Config, float, bool]] = {}
+
+
+class ApiCallThrottle:
+    """Whether this process may write the last-API-call record of one config now."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._quiet_until = 0.0
+        self._answered: bool | None = None
+
+    def due(self, answered: bool) -> bool:
+        """True once a second, or at once when the outcome flips between answered and failing."""
+        # Unlocked, as it is on every API call: a race between threads costs one extra write at most.
+        now = self.clock()
+        if self._answered is answered and now < self._quiet_until:
+            return False
+        self._quiet_until, self._answered = now + _API_WRITE_EVERY, answered
+        return True
+
+
+_api_throttles: PerConfig[ApiCallThrottle] = PerConfig(lambda config: ApiCallThrottle())
+
+
+def api_call_throttle(config: Config) -> ApiCallThrottle:
+    return _api_throttles.get(config)
 
 
 def record_api_call(config: Config, error: BettorSenseError | None, latency: float) -> None:
     """Remember the outcome and latency of an API call for the fleet.
 
-    Cheap by design: a clock read and a dict look-up, and a cache write at most once a second per
-    process, or at once when the call's outcome flips between answered and failing.
+    Cheap by design: a clock read and a registry look-up, and a cache write at most once a second
+    per process, or at once when the call's outcome flips between answered and failing.
     """
     answered = error is None or isinstance(error, ProfileUnavailable | InvalidInput)
-    now = _clock()
-    last = _api_written.get(id(config))
-    if last is not None and last[0] is config and now < last[1] and last[2] is answered:
+    if not _api_throttles.get(config).due(answered):
         return
-    _api_written[id(config)] = (config, now + _API_WRITE_EVERY, answered)
     record = {
         "at": time.time(),
-        "outcome": "ok" if error is None else type(error).__name__,
+        "outcome": OUTCOME_OK if error is None else type(error).__name__,
         "status": 200 if error is None else error.status_code,
         "latency": latency,
         "answered": answered,
     }
-    _cache_set(config, "state:last_api_call", record, _HOUR_TTL)
+    _record(config, "state:last_api_call", record, _HOUR_TTL)
 
 
 def read_api_call(config: Config) -> ApiCall | None:
     """The last API call the fleet recorded; raises CacheUnavailable if the cache cannot be read."""
-    from django.core.cache import caches
-
     with guard_cache():
-        data = caches[config.cache_alias].get(cache_key(config, "state:last_api_call"))
+        data = shared_cache(config).get(cache_key(config, "state:last_api_call"))
     if not isinstance(data, dict):
         return None
     try:
         return ApiCall(**data)
     except TypeError:
         return None
-
-
-os.register_at_fork(after_in_child=_api_written.clear)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from django.core.cache import caches
@@ -12,6 +13,7 @@ from bettorsense.conf import get_config
 from bettorsense.services import get_player_risk_profile
 from bettorsense.tokens.manager import RefreshOutcome, TokenManager
 from bettorsense.tokens.token import AccessToken
+from tests.support.sandbox import FakeClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,7 +48,19 @@ def test_beat_with_no_token_of_its_own_still_renews_an_empty_cache(configure, sa
     assert token_requests(sandbox) == 2
 
 
-def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sandbox, settings, caplog, monkeypatch):
+@pytest.fixture
+def warning_clock() -> Iterator[FakeClock]:
+    """The profile cache's rate-limited warning on a clock the test moves, and not yet said."""
+    warn = services.profile_cache.warn
+    real, fake = warn.clock, FakeClock()
+    warn.clock = fake
+    warn.reset()
+    yield fake
+    warn.clock = real
+    warn.reset()
+
+
+def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sandbox, settings, caplog, warning_clock):
     """e2e scenario 4: with Redis down each call logged two warnings (read and write), ~200 lines a second
     under the load. The warning is now said once per 30 s and process, like the token cache's."""
     settings.CACHES = {
@@ -57,7 +71,7 @@ def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sa
         },
     }
     configure(CACHE_ALIAS="dead")
-    monkeypatch.setattr(services, "_cache_warned_at", None)
+    unavailable = "Profile cache: cache 'dead' unavailable"
     with caplog.at_level(logging.DEBUG, logger="bettorsense.services"):
         for _ in range(5):
             assert get_player_risk_profile("player_1").account_id == "player_1"
@@ -65,14 +79,18 @@ def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sa
     debug = [
         r
         for r in caplog.records
-        if r.name == "bettorsense.services"
-        and r.levelno == logging.DEBUG
-        and "Profile cache unavailable" in r.getMessage()
+        if r.name == "bettorsense.services" and r.levelno == logging.DEBUG and unavailable in r.getMessage()
     ]
-    assert len(warnings) == 1 and "Profile cache unavailable" in warnings[0].getMessage()
+    assert len(warnings) == 1 and unavailable in warnings[0].getMessage()
     assert len(debug) == 9  # the other reads and writes, at DEBUG
 
-    monkeypatch.setattr(services, "_cache_warned_at", services._cache_warned_at - 31)
+    warning_clock.advance(29)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bettorsense.services"):
+        get_player_risk_profile("player_2")
+    assert [r for r in caplog.records if r.name == "bettorsense.services"] == []  # still quiet after 29 s
+
+    warning_clock.advance(2)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="bettorsense.services"):
         get_player_risk_profile("player_2")

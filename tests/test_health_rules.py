@@ -6,9 +6,11 @@ from dataclasses import replace
 
 import pytest
 
+from bettorsense.client.breaker import BreakerState
 from bettorsense.health.rules import (
     BackoffInfo,
     CacheInfo,
+    CheckLevel,
     CheckResult,
     ConfigSummary,
     Snapshot,
@@ -62,7 +64,7 @@ HEALTHY = Snapshot(
     cache=SHARED,
     token=TOKEN,
     fleet=FLEET,
-    breaker="closed",
+    breaker=BreakerState.CLOSED,
     last_api_call=ApiCall(at=NOW - 1, outcome="ok", status=200, latency=0.02, answered=True),
 )
 BACKOFF = BackoffInfo(until=NOW + 12, error="TokenServerError", message="The token endpoint failed.")
@@ -95,7 +97,7 @@ def test_healthy_is_ok_without_reasons():
             id="credentials-missing",
         ),
         pytest.param(
-            replace(HEALTHY, checks=(CheckResult("error", "bettorsense.E003", "no such cache", ""),)),
+            replace(HEALTHY, checks=(CheckResult(CheckLevel.ERROR, "bettorsense.E003", "no such cache", ""),)),
             Status.DOWN,
             "check-error",
             id="check-error",
@@ -109,8 +111,10 @@ def test_healthy_is_ok_without_reasons():
             "token-unavailable",
             id="no-token-last-request-failed",
         ),
-        pytest.param(replace(HEALTHY, breaker="open"), Status.DOWN, "breaker-open", id="breaker-open"),
-        pytest.param(replace(HEALTHY, breaker="half-open"), Status.DEGRADED, "breaker-half-open", id="half-open"),
+        pytest.param(replace(HEALTHY, breaker=BreakerState.OPEN), Status.DOWN, "breaker-open", id="breaker-open"),
+        pytest.param(
+            replace(HEALTHY, breaker=BreakerState.HALF_OPEN), Status.DEGRADED, "breaker-half-open", id="half-open"
+        ),
         pytest.param(
             replace(HEALTHY, fleet=replace(FLEET, beat_last_run=NOW - 31)),
             Status.DEGRADED,
@@ -189,7 +193,7 @@ def test_unknown_beat_is_not_stale_when_the_cache_is_unreachable():
 
 
 def test_worst_reason_wins_and_comes_first():
-    snapshot = replace(HEALTHY, breaker="open", fleet=replace(FLEET, beat_last_run=None))
+    snapshot = replace(HEALTHY, breaker=BreakerState.OPEN, fleet=replace(FLEET, beat_last_run=None))
     health = evaluate(snapshot)
     assert health.status is Status.DOWN
     assert [r.status for r in health.reasons] == [Status.DOWN, Status.DEGRADED]
@@ -203,7 +207,9 @@ def test_a_failed_renewal_with_a_valid_token_is_not_down():
 
 
 def test_warnings_of_system_checks_do_not_change_the_status():
-    snapshot = replace(HEALTHY, checks=(CheckResult("warning", "bettorsense.W003", "No beat entry", "Add it"),))
+    snapshot = replace(
+        HEALTHY, checks=(CheckResult(CheckLevel.WARNING, "bettorsense.W003", "No beat entry", "Add it"),)
+    )
     assert evaluate(snapshot).status is Status.OK
 
 
@@ -212,7 +218,7 @@ def test_missing_credentials_are_not_reported_twice():
         HEALTHY,
         config=replace(CONFIG, has_credentials=False),
         token=None,
-        checks=(CheckResult("error", "bettorsense.E001", "Credentials are missing.", ""),),
+        checks=(CheckResult(CheckLevel.ERROR, "bettorsense.E001", "Credentials are missing.", ""),),
     )
     assert codes(snapshot) == ["credentials-missing"]
 

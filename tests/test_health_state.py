@@ -2,47 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
+from django.core.cache import caches
 
 from bettorsense import telemetry
+from bettorsense.cache import cache_key
 from bettorsense.conf import get_config
-from bettorsense.exceptions import PlayerNotFound, ServiceUnavailable
+from bettorsense.exceptions import BettorSenseError, PlayerNotFound, ServiceUnavailable
 from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile
 from bettorsense.tokens.manager import TokenManager
+from tests.support.sandbox import FakeClock
 
 pytestmark = pytest.mark.django_db
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(telemetry, "_clock", fake)
-    monkeypatch.setattr(telemetry, "_api_written", {})
+def clock(configure: Callable[..., dict[str, Any]]) -> FakeClock:
+    """The API-call throttle of this test's config runs on a clock the test moves."""
+    fake = FakeClock(now=1000.0)
+    telemetry.api_call_throttle(get_config()).clock = fake
     return fake
 
 
+class RecordedWrites(list[dict[str, Any]]):
+    """Records API calls and keeps what each wrote to the cache, taking the entry out after each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = get_config()
+        self.cache = caches[self.config.cache_alias]
+        self.key = cache_key(self.config, "state:last_api_call")
+        self.cache.delete(self.key)
+
+    def record(self, error: BettorSenseError | None, latency: float) -> None:
+        telemetry.record_api_call(self.config, error, latency)
+        written = self.cache.get(self.key)
+        if written is not None:
+            self.append(written)
+            self.cache.delete(self.key)
+
+
 @pytest.fixture
-def writes(monkeypatch):
-    """The cache writes of the last-API-call record."""
-    seen: list[dict] = []
-    real = telemetry._cache_set
-
-    def spy(config, name, value, ttl):
-        if name == "state:last_api_call":
-            seen.append(value)
-        real(config, name, value, ttl)
-
-    monkeypatch.setattr(telemetry, "_cache_set", spy)
-    return seen
+def writes(configure: Callable[..., dict[str, Any]]) -> RecordedWrites:
+    return RecordedWrites()
 
 
 def test_the_client_records_outcome_status_and_latency(configure, sandbox):
@@ -70,28 +76,26 @@ def test_a_failure_is_recorded_as_not_answered(configure, sandbox):
 
 
 def test_writes_are_throttled_to_one_a_second_per_process(configure, clock, writes):
-    config = get_config()
     for _ in range(100):
-        telemetry.record_api_call(config, None, 0.01)
+        writes.record(None, 0.01)
     assert len(writes) == 1
     clock.now += 0.99
-    telemetry.record_api_call(config, None, 0.01)
+    writes.record(None, 0.01)
     assert len(writes) == 1
     clock.now += 0.02
-    telemetry.record_api_call(config, None, 0.02)
+    writes.record(None, 0.02)
     assert len(writes) == 2 and writes[-1]["latency"] == 0.02
 
 
 def test_a_flip_between_answered_and_failing_is_written_at_once(configure, clock, writes):
-    config = get_config()
-    telemetry.record_api_call(config, None, 0.01)
-    telemetry.record_api_call(config, PlayerNotFound("x", status_code=404), 0.01)  # still answered: throttled
+    writes.record(None, 0.01)
+    writes.record(PlayerNotFound("x", status_code=404), 0.01)  # still answered: throttled
     assert len(writes) == 1
-    telemetry.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
+    writes.record(ServiceUnavailable("down", status_code=503), 0.5)
     assert len(writes) == 2 and writes[-1]["outcome"] == "ServiceUnavailable"
-    telemetry.record_api_call(config, ServiceUnavailable("down", status_code=503), 0.5)
+    writes.record(ServiceUnavailable("down", status_code=503), 0.5)
     assert len(writes) == 2
-    telemetry.record_api_call(config, None, 0.01)
+    writes.record(None, 0.01)
     assert len(writes) == 3 and writes[-1]["outcome"] == "ok"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from bettorsense.exceptions import (
 from bettorsense.profiles import RiskBand
 from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile, iter_risk_profiles, next_recompute
+from tests.support.sandbox import FakeClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -316,8 +318,21 @@ def test_second_401_is_an_authentication_error(configure, sandbox):
 # --- circuit breaker and the stale fallback --------------------------------------------------
 
 
-def test_breaker_opens_fails_fast_and_closes(configure, sandbox):
-    configure(BREAKER_THRESHOLD=2, BREAKER_COOLDOWN=1, MAX_RETRIES=0)
+@pytest.fixture
+def breaker_clock(configure: Callable[..., dict[str, Any]]) -> Callable[..., FakeClock]:
+    """Settings for the test, then the breaker of that config on a clock the test moves."""
+
+    def apply(**overrides: Any) -> FakeClock:
+        configure(**overrides)
+        clock = FakeClock(time.time())
+        get_breaker(get_config()).clock = clock
+        return clock
+
+    return apply
+
+
+def test_breaker_opens_fails_fast_and_closes(sandbox, breaker_clock):
+    clock = breaker_clock(BREAKER_THRESHOLD=2, BREAKER_COOLDOWN=1, MAX_RETRIES=0)
     sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
     for _ in range(2):
         with pytest.raises(ServiceUnavailable):
@@ -328,18 +343,20 @@ def test_breaker_opens_fails_fast_and_closes(configure, sandbox):
         get_player_risk_profile("player_11", fresh=True)
     assert len(api_requests(sandbox)) == 2  # failed fast: no request
     sandbox.state.clear_faults()
-    time.sleep(1.1)
+    clock.advance(0.9)
+    assert breaker.state() == BreakerState.OPEN
+    clock.advance(0.2)
     assert breaker.state() == BreakerState.HALF_OPEN
     assert get_player_risk_profile("player_11", fresh=True).source == "api"
     assert breaker.state() == BreakerState.CLOSED
 
 
-def test_failed_probe_reopens(configure, sandbox):
-    configure(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=0.5, MAX_RETRIES=0)
+def test_failed_probe_reopens(sandbox, breaker_clock):
+    clock = breaker_clock(BREAKER_THRESHOLD=1, BREAKER_COOLDOWN=0.5, MAX_RETRIES=0)
     sandbox.state.add_fault(Fault(target="profile", kind="status", status=503))
     with pytest.raises(ServiceUnavailable):
         get_player_risk_profile("player_12")
-    time.sleep(0.6)
+    clock.advance(0.6)
     with pytest.raises(ServiceUnavailable):
         get_player_risk_profile("player_12")  # the probe
     assert get_breaker(get_config()).state() == BreakerState.OPEN

@@ -77,7 +77,8 @@ def _environment_settings(api_url: str) -> dict[str, Any]:
     ``Session.request`` re-reads them on every call, which costs more than a loopback round trip;
     they are read once per process and API URL instead.
     """
-    return get_session().merge_environment_settings(api_url, {}, None, None, None)
+    settings: dict[str, Any] = {**get_session().merge_environment_settings(api_url, {}, None, None, None)}
+    return settings
 
 
 def _send(config: Config, url: str, token: tokens.AccessToken) -> requests.Response:
@@ -149,7 +150,7 @@ def _get_with_retries(config: Config, url: str) -> Any:
 
 
 def _backoff(config: Config, attempt: int) -> float:
-    ceiling = config.retry_backoff * 2**attempt
+    ceiling = config.retry_backoff * 2.0**attempt
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311  (jitter, not crypto)
 
 

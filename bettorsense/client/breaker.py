@@ -16,17 +16,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import caches
-
-from bettorsense.cache import CacheUnavailable, cache_key, guard_cache
+from bettorsense.cache import BestEffortCache, cache_key
 from bettorsense.conf import Config
 from bettorsense.exceptions import ServiceUnavailable
+from bettorsense.registry import PerConfig
 
 logger = logging.getLogger(__name__)
 
 _RECHECK = 1.0
+#: Without the cache each process decides alone: reads miss, and the probe is this process's own.
+_shared = BestEffortCache("Circuit breaker", logger)
 
 
 class BreakerState(enum.StrEnum):
@@ -36,8 +38,10 @@ class BreakerState(enum.StrEnum):
 
 
 class CircuitBreaker:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        #: Wall-clock time: the cool-down's end is shared with the fleet's other hosts.
+        self.clock = clock
         self.open_key = cache_key(config, "breaker:open")
         self.failures_key = cache_key(config, "breaker:failures")
         self.probe_key = cache_key(config, "breaker:probe")
@@ -47,18 +51,14 @@ class CircuitBreaker:
         self._local = threading.local()
 
     def _read(self, now: float) -> None:
-        try:
-            with guard_cache():
-                values = caches[self.config.cache_alias].get_many([self.open_key, self.failures_key])
-        except CacheUnavailable:
-            values = {}  # without the cache, each process decides alone
+        values = _shared.get_many(self.config, [self.open_key, self.failures_key])
         opened: Any = values.get(self.open_key)
         self._open_until = float(opened["until"]) if isinstance(opened, dict) else None
         self._fleet_failures = int(values.get(self.failures_key) or 0)
         self._checked_until = now + _RECHECK
 
     def state(self) -> BreakerState:
-        now = time.time()
+        now = self.clock()
         self._read(now)
         if self._open_until is None:
             return BreakerState.CLOSED
@@ -67,7 +67,7 @@ class CircuitBreaker:
     def before_call(self) -> None:
         """Raise ServiceUnavailable while the breaker is open; let one probe through after the cool-down."""
         self._local.probing = False
-        now = time.time()
+        now = self.clock()
         if now >= self._checked_until:
             self._read(now)
         if self._open_until is None:
@@ -77,11 +77,7 @@ class CircuitBreaker:
                 "The circuit breaker is open after repeated failures of the Bettor Sense API.",
                 retry_after=round(self._open_until - now, 1),
             )
-        try:
-            with guard_cache():
-                probe = caches[self.config.cache_alias].add(self.probe_key, os.getpid(), int(self._probe_ttl()))
-        except CacheUnavailable:
-            probe = True
+        probe = _shared.add(self.config, self.probe_key, os.getpid(), self._probe_ttl(), on_failure=True)
         if not probe:
             raise ServiceUnavailable("The circuit breaker is half-open and another call is probing the API.")
         self._local.probing = True
@@ -92,36 +88,23 @@ class CircuitBreaker:
     def record_success(self) -> None:
         if not (getattr(self._local, "probing", False) or self._fleet_failures or self._open_until is not None):
             return
-        try:
-            with guard_cache():
-                caches[self.config.cache_alias].delete_many([self.open_key, self.failures_key, self.probe_key])
-        except CacheUnavailable:
-            pass
+        _shared.delete(self.config, self.open_key, self.failures_key, self.probe_key)
         if self._open_until is not None:
             logger.info("Circuit breaker closed: the Bettor Sense API answered again")
         self._open_until, self._fleet_failures, self._local.probing = None, 0, False
 
     def record_failure(self) -> None:
-        now = time.time()
+        now = self.clock()
         probing = getattr(self._local, "probing", False)
-        cache = caches[self.config.cache_alias]
-        try:
-            with guard_cache():
-                cache.add(self.failures_key, 0, int(self.config.breaker_cooldown * 10) + 1)
-                failures = int(cache.incr(self.failures_key))
-        except (CacheUnavailable, ValueError):
-            failures = self._fleet_failures + 1
+        counted = _shared.incr(self.config, self.failures_key, self.config.breaker_cooldown * 10 + 1)
+        failures = self._fleet_failures + 1 if counted is None else counted
         self._fleet_failures = failures
         if not probing and failures < self.config.breaker_threshold:
             return
         until = now + self.config.breaker_cooldown
-        try:
-            with guard_cache():
-                ttl = int(self.config.breaker_cooldown) + 3600  # outlives the cool-down: half-open until a probe
-                cache.set(self.open_key, {"until": until, "failures": failures}, ttl)
-                cache.delete(self.probe_key)
-        except CacheUnavailable:
-            pass
+        ttl = self.config.breaker_cooldown + 3600  # outlives the cool-down: half-open until a probe
+        if _shared.set(self.config, self.open_key, {"until": until, "failures": failures}, ttl):
+            _shared.delete(self.config, self.probe_key)
         self._open_until, self._checked_until, self._local.probing = until, now + _RECHECK, False
         logger.warning(
             "Circuit breaker opened for %.0f s after %d consecutive API failures",
@@ -130,19 +113,13 @@ class CircuitBreaker:
         )
 
 
-_breakers: dict[int, tuple[Config, CircuitBreaker]] = {}
+_breakers: PerConfig[CircuitBreaker] = PerConfig(CircuitBreaker)
 
 
 def get_breaker(config: Config) -> CircuitBreaker:
-    entry = _breakers.get(id(config))
-    if entry is None or entry[0] is not config:
-        entry = (config, CircuitBreaker(config))
-        _breakers[id(config)] = entry
-    return entry[1]
+    return _breakers.get(config)
 
 
 def reset_process_state() -> None:
+    """Forget this process's breakers (tests); a forked child forgets them through the registry."""
     _breakers.clear()
-
-
-os.register_at_fork(after_in_child=reset_process_state)

@@ -99,7 +99,7 @@ def health_json(snapshot: Snapshot, health: HealthVerdict, *, full: bool) -> dic
             "stale_after": snapshot.beat_stale_after,
             "stale": snapshot.beat_stale,
         },
-        "breaker": snapshot.breaker,
+        "breaker": None if snapshot.breaker is None else str(snapshot.breaker),
         "last_api_call": _api_call(snapshot.last_api_call),
         "cache": {
             "alias": snapshot.cache.alias,
@@ -109,7 +109,7 @@ def health_json(snapshot: Snapshot, health: HealthVerdict, *, full: bool) -> dic
         }
         if snapshot.cache
         else None,
-        "checks": [{"level": c.level, "id": c.id, "message": c.message} for c in snapshot.checks],
+        "checks": [{"level": str(c.level), "id": c.id, "message": c.message} for c in snapshot.checks],
     }
 
 

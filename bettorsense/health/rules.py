@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from bettorsense.client.breaker import BreakerState
+from bettorsense.exceptions import AccessDenied, AuthenticationFailed
 from bettorsense.telemetry import ApiCall, TokenState
 
 #: Beat is stale once its last run is older than this many ``REFRESH_EVERY`` intervals.
@@ -39,7 +41,7 @@ BEAT_HINT = (
     "Start Celery beat and a worker for the project (e.g. `celery -A project beat` and "
     "`celery -A project worker`), with bettorsense.tasks.refresh_token in CELERY_BEAT_SCHEDULE."
 )
-_CREDENTIAL_REFUSALS = frozenset({"AuthenticationFailed", "AccessDenied"})
+_CREDENTIAL_REFUSALS = frozenset({AuthenticationFailed.__name__, AccessDenied.__name__})
 _COVERED_CHECKS = frozenset({"bettorsense.E001", "bettorsense.E002"})
 
 
@@ -116,9 +118,18 @@ class BackoffInfo:
     message: str
 
 
+class CheckLevel(enum.StrEnum):
+    """The level of a system check message, by the name of Django's constant."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    level: str  # "error", "warning", "info", ...
+    level: CheckLevel
     id: str
     message: str
     hint: str
@@ -135,7 +146,7 @@ class Snapshot:
     token: TokenInfo | None = None
     backoff: BackoffInfo | None = None
     fleet: TokenState | None = None
-    breaker: str | None = None  # "closed", "open", "half-open"
+    breaker: BreakerState | None = None
     last_api_call: ApiCall | None = None
     checks: tuple[CheckResult, ...] = ()
 
@@ -169,7 +180,7 @@ class Snapshot:
     def token_endpoint_failing(self) -> bool:
         """The fleet is backing off, or the last token request anyone made failed."""
         renewal = self.fleet.last_renewal if self.fleet is not None else None
-        return self.backoff is not None or (renewal is not None and renewal.outcome != "ok")
+        return self.backoff is not None or (renewal is not None and not renewal.succeeded)
 
 
 def _seconds(value: float) -> str:
@@ -189,7 +200,7 @@ def _configuration(snapshot: Snapshot) -> list[Reason]:
             )
         )
     for check in snapshot.checks:
-        if check.level == "error" and check.id not in _COVERED_CHECKS:
+        if check.level == CheckLevel.ERROR and check.id not in _COVERED_CHECKS:
             reasons.append(Reason(Status.DOWN, "check-error", f"System check {check.id}: {check.message}"))
     return reasons
 
@@ -265,7 +276,7 @@ def _token(snapshot: Snapshot) -> list[Reason]:
 def _failure_words(snapshot: Snapshot) -> str:
     parts: list[str] = []
     renewal = snapshot.fleet.last_renewal if snapshot.fleet is not None else None
-    if renewal is not None and renewal.outcome != "ok":
+    if renewal is not None and not renewal.succeeded:
         parts.append(f"last request: {renewal.outcome}")
     if snapshot.backoff is not None:
         wait = max(0.0, snapshot.backoff.until - snapshot.taken_at)
@@ -290,7 +301,7 @@ def _beat(snapshot: Snapshot) -> list[Reason]:
 
 def _service(snapshot: Snapshot) -> list[Reason]:
     reasons: list[Reason] = []
-    if snapshot.breaker == "open":
+    if snapshot.breaker == BreakerState.OPEN:
         reasons.append(
             Reason(
                 Status.DOWN,
@@ -298,7 +309,7 @@ def _service(snapshot: Snapshot) -> list[Reason]:
                 "The circuit breaker is open after repeated API failures: calls fail fast until the cool-down ends.",
             )
         )
-    elif snapshot.breaker == "half-open":
+    elif snapshot.breaker == BreakerState.HALF_OPEN:
         reasons.append(
             Reason(
                 Status.DEGRADED,

@@ -23,14 +23,22 @@ from bettorsense.checks import _PROCESS_LOCAL_BACKENDS
 from bettorsense.client.breaker import get_breaker
 from bettorsense.conf import Config, get_config
 from bettorsense.exceptions import BettorSenseConfigurationError
-from bettorsense.health.rules import BackoffInfo, CacheInfo, CheckResult, ConfigSummary, Snapshot, TokenInfo
+from bettorsense.health.rules import (
+    BackoffInfo,
+    CacheInfo,
+    CheckLevel,
+    CheckResult,
+    ConfigSummary,
+    Snapshot,
+    TokenInfo,
+)
 from bettorsense.redaction import mask, redact
 from bettorsense.tokens.manager import TokenTiming
 from bettorsense.tokens.shared import SharedTokenCache
 
 logger = logging.getLogger(__name__)
 
-_LEVELS = {CRITICAL: "critical", ERROR: "error", WARNING: "warning", INFO: "info"}
+_LEVELS = {CRITICAL: CheckLevel.CRITICAL, ERROR: CheckLevel.ERROR, WARNING: CheckLevel.WARNING, INFO: CheckLevel.INFO}
 
 
 def safe_url(url: str) -> str:
@@ -52,10 +60,10 @@ def run_app_checks() -> tuple[CheckResult, ...]:
     messages: list[CheckMessage] = []
     for check in registry.get_checks():
         if getattr(check, "__module__", "").startswith("bettorsense."):
-            messages.extend(check(app_configs=None))
+            messages.extend(check(app_configs=None, databases=None))
     return tuple(
         CheckResult(
-            level=_LEVELS.get(message.level, "error" if message.is_serious() else "info"),
+            level=_LEVELS.get(message.level, CheckLevel.ERROR if message.is_serious() else CheckLevel.INFO),
             id=str(message.id or ""),
             message=str(message.msg),
             hint=str(message.hint or ""),
@@ -130,7 +138,7 @@ def take_snapshot() -> Snapshot:
         ),
         backoff=backoff,
         fleet=fleet,
-        breaker=str(get_breaker(config).state()) if cache_error is None else None,
+        breaker=get_breaker(config).state() if cache_error is None else None,
         last_api_call=last_call,
         checks=tuple(CheckResult(c.level, c.id, clean(c.message), clean(c.hint)) for c in checks),
     )
