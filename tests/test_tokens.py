@@ -1,4 +1,8 @@
-"""Token lifecycle against the sandbox over real HTTP, on the configured cache."""
+"""Token lifecycle against the sandbox over real HTTP, on the configured cache.
+
+Token lifetimes pass on a :class:`FakeClock` that the managers and the sandbox share; the tests of
+threads waiting for one another run on real time, their interleaving forced with events.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 from django.core.cache import caches
+from django.db import connections
 
 from bettorsense import tokens
 from bettorsense.conf import get_config
@@ -26,9 +32,11 @@ from bettorsense.exceptions import (
     TokenWaitTimeout,
 )
 from bettorsense.sandbox import Fault
+from bettorsense.tokens.endpoint import TokenEndpoint
 from bettorsense.tokens.manager import RefreshOutcome, TokenManager, TokenTiming
 from bettorsense.tokens.shared import SharedTokenCache
 from bettorsense.tokens.token import AccessToken, Tombstone
+from tests.support.clock import FakeClock, WatchedClock
 from tests.support.sandbox import CLIENT_SECRET
 from tests.support.threads import run_in_threads
 
@@ -43,11 +51,66 @@ def token_requests(sandbox: Any) -> int:
     return sum(client["total"] for client in sandbox.state.stats()["token_requests"].values())
 
 
-def token_in(manager: TokenManager, seconds: float) -> None:
-    """Wait until the shared token has at most ``seconds`` left (for short sandbox lifetimes)."""
+@pytest.fixture
+def clock(sandbox: Any) -> Iterator[FakeClock]:
+    """One fake time for the sandbox and for the managers a test builds with it."""
+    fake = FakeClock()
+    real = sandbox.state.clock
+    sandbox.state.clock = fake
+    yield fake
+    sandbox.state.clock = real
+
+
+def token_in(manager: TokenManager, clock: FakeClock, seconds: float) -> None:
+    """Move time on until the shared token has at most ``seconds`` left."""
     token = manager.peek()
     assert token is not None
-    time.sleep(max(0.0, token.seconds_left() - seconds))
+    clock.advance(max(0.0, token.seconds_left(clock.now()) - seconds))
+
+
+class GatedEndpoint(TokenEndpoint):
+    """The real endpoint, held at the door: :attr:`entered` is set once a request would be sent (the
+    caller holds the fleet's renewal lock by then), and the request goes out once :attr:`opened` is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def close(self) -> None:
+        self.entered.clear()
+        self.opened.clear()
+
+    def request_token(self) -> AccessToken:
+        self.entered.set()
+        assert self.opened.wait(10), "the test never opened the gate"
+        return super().request_token()
+
+
+class InThread(threading.Thread):
+    """Runs ``call`` in a thread of its own; :meth:`result` joins it and returns or raises what it did."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.call = call
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = self.call()
+        except BaseException as err:  # handed to the test by result()
+            self.error = err
+        finally:
+            connections.close_all()
+
+    def result(self) -> Any:
+        self.join(10)
+        assert not self.is_alive(), "the thread is still running"
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 # --- the request and the cache ------------------------------------------------------------------
@@ -76,7 +139,7 @@ def _exp_claim(value: str) -> float:
 
 
 def test_a_token_that_is_not_a_jwt_keeps_its_expires_in():
-    from bettorsense.tokens.manager import parse_token_response
+    from bettorsense.tokens import parse_token_response
 
     response = requests.Response()
     response.status_code = 200
@@ -126,15 +189,15 @@ def test_cache_key_separates_credentials_and_environments(configure, sandbox):
     assert all("demo-client" not in key for key in keys)
 
 
-def test_memo_sees_a_renewal_by_another_process_after_recheck(configure, sandbox):
+def test_memo_sees_a_renewal_by_another_process_after_recheck(configure, sandbox, clock):
     configure(LOCAL_RECHECK=0.2)
     config = get_config()
-    here, elsewhere = TokenManager(config), TokenManager(config)
+    here, elsewhere = TokenManager(config, clock=clock), TokenManager(config, clock=clock)
     old = here.get_token()
     new = elsewhere.force_refresh()
     assert new.value != old.value
     assert here.get_token().value == old.value  # memo, within LOCAL_RECHECK
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert here.get_token().value == new.value
 
 
@@ -151,47 +214,52 @@ def test_one_request_for_many_threads_and_processes_without_a_token(configure, s
     assert issued(sandbox) == 1
 
 
-def test_others_keep_the_current_token_while_one_renews(configure, sandbox):
+def test_others_keep_the_current_token_while_one_renews(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=10)
     configure(EXPIRY_SAFETY=0.05)  # usable until 0.05 s before expiry; lazy renewal from 0.5 s
     config = get_config()
-    renewer, other = TokenManager(config), TokenManager(config)
+    gate = GatedEndpoint(config, clock)
+    renewer, other = TokenManager(config, clock=clock, endpoint=gate), TokenManager(config, clock=clock)
+    gate.opened.set()
     old = renewer.get_token()
     assert other.get_token().value == old.value
-    token_in(renewer, 0.45)  # inside the lazy half of the 1 s window, still usable
-    sandbox.state.add_fault(Fault(target="token", kind="slow", delay=0.6, times=1))
-    renewing = threading.Thread(target=renewer.get_token)
-    renewing.start()
-    time.sleep(0.2)  # the renewer holds the fleet lock now
+    token_in(renewer, clock, 0.45)  # inside the lazy half of the 1 s window, still usable
+    gate.close()
+    renewing = InThread(renewer.get_token)
+    assert gate.entered.wait(10)  # the renewer holds the fleet lock now
     assert other.get_token().value == old.value
-    renewing.join()
+    gate.opened.set()
+    assert renewing.result().value != old.value
     assert renewer.get_token().value != old.value
     assert issued(sandbox) == 2
 
 
 def test_caller_without_token_waits_for_the_renewer(configure, sandbox):
     config = get_config()
-    renewer, waiter = TokenManager(config), TokenManager(config)
-    sandbox.state.add_fault(Fault(target="token", kind="slow", delay=0.5, times=1))
-    renewing = threading.Thread(target=renewer.get_token)
-    renewing.start()
-    time.sleep(0.15)
-    assert waiter.get_token().value == renewer.get_token().value
-    renewing.join()
+    gate, waiting = GatedEndpoint(config), WatchedClock()
+    renewer, waiter = TokenManager(config, endpoint=gate), TokenManager(config, clock=waiting)
+    renewing = InThread(renewer.get_token)
+    assert gate.entered.wait(10)  # the renewer holds the fleet lock
+    waited = InThread(waiter.get_token)
+    assert waiting.slept.wait(10)  # the waiter found no token and the lock taken: it waits
+    gate.opened.set()
+    assert waited.result().value == renewing.result().value
+    assert waiter.fetch_counts == {}
     assert issued(sandbox) == 1
 
 
 def test_waiting_is_bounded(configure, sandbox):
     configure(TOKEN_WAIT_TIMEOUT=0.5, READ_TIMEOUT=3.0)
     config = get_config()
-    renewer, waiter = TokenManager(config), TokenManager(config)
-    sandbox.state.add_fault(Fault(target="token", kind="slow", delay=2.0, times=1))
-    renewing = threading.Thread(target=renewer.get_token)
-    renewing.start()
-    time.sleep(0.15)
+    gate = GatedEndpoint(config)
+    renewer, waiter = TokenManager(config, endpoint=gate), TokenManager(config, clock=FakeClock())
+    renewing = InThread(renewer.get_token)
+    assert gate.entered.wait(10)  # the renewer holds the fleet lock, and keeps it
     with pytest.raises(TokenWaitTimeout):
-        waiter.get_token()
-    renewing.join()
+        waiter.get_token()  # half a second of (fake) polling, and the bound is reached
+    assert not gate.opened.is_set()  # the bound ended the wait, not a renewal
+    gate.opened.set()
+    renewing.result()
 
 
 def test_the_renewal_lock_is_freed_and_extended_only_by_its_owner(configure):
@@ -211,13 +279,13 @@ def test_the_renewal_lock_is_freed_and_extended_only_by_its_owner(configure):
 # --- renewal by beat and lazily -----------------------------------------------------------------
 
 
-def test_refresh_if_due_renews_only_inside_the_window(configure, sandbox):
+def test_refresh_if_due_renews_only_inside_the_window(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=10)
-    manager = TokenManager(get_config())
+    manager = TokenManager(get_config(), clock=clock)
     assert manager.refresh_if_due() == RefreshOutcome.RENEWED  # no token yet
     first = manager.peek()
     assert manager.refresh_if_due() == RefreshOutcome.NOT_DUE
-    token_in(manager, 0.9)
+    token_in(manager, clock, 0.9)
     assert manager.refresh_if_due() == RefreshOutcome.RENEWED
     second = manager.peek()
     assert first is not None and second is not None
@@ -225,52 +293,54 @@ def test_refresh_if_due_renews_only_inside_the_window(configure, sandbox):
     assert issued(sandbox) == 2
 
 
-def test_request_path_leaves_the_first_half_of_the_window_to_beat(configure, sandbox):
+def test_request_path_leaves_the_first_half_of_the_window_to_beat(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=10)
-    manager = TokenManager(get_config())
+    manager = TokenManager(get_config(), clock=clock)
     old = manager.get_token()
-    token_in(manager, 0.8)  # in the window, before the lazy half
+    token_in(manager, clock, 0.8)  # in the window, before the lazy half
     assert manager.get_token().value == old.value
     assert manager.fetch_counts == {"request": 1}
-    token_in(manager, 0.4)  # lazy half: the request path renews
+    token_in(manager, clock, 0.4)  # lazy half: the request path renews
     assert manager.get_token().value != old.value
     assert manager.fetch_counts == {"request": 2}
 
 
-def test_reuse_rule_is_never_violated(configure, sandbox):
+def test_reuse_rule_is_never_violated(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=4, enforce_reuse=True)
     config = get_config()
-    managers = [TokenManager(config) for _ in range(3)]
-    deadline = time.time() + 9
+    managers = [TokenManager(config, clock=clock) for _ in range(3)]
+    deadline = clock.now() + 9
     seen = set()
-    while time.time() < deadline:
+    while clock.now() < deadline:
         for manager in managers:
             token = manager.get_token()
-            assert token.seconds_left() > 0
+            assert token.seconds_left(clock.now()) > 0
             seen.add(token.value)
-        time.sleep(0.01)
+        clock.advance(0.01)
     assert sandbox.state.stats()["reuse_violations"] == 0
     assert 3 <= issued(sandbox) <= 4
     assert len(seen) == issued(sandbox)
 
 
-def test_token_is_never_sent_within_the_safety_margin(configure, sandbox):
+def test_token_is_never_sent_within_the_safety_margin(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=4)
-    manager = TokenManager(get_config())
+    manager = TokenManager(get_config(), clock=clock)
     token = manager.get_token()
     sandbox.state.add_fault(Fault(target="token", kind="status", status=503))
     timing = TokenTiming.of(token, get_config())
     served, served_late = 0, []
-    while time.time() < token.expires_at + 0.2:
-        asked_at = time.time()
+    while clock.now() < token.expires_at + 0.2:
+        asked_at = clock.now()
         try:
             value = manager.get_token().value
         except (TokenServerError, TokenBackoff):
             continue
-        served += 1
-        if asked_at >= timing.usable_until and value == token.value:
-            served_late.append(asked_at)
-        time.sleep(0.01)
+        else:
+            served += 1
+            if asked_at >= timing.usable_until and value == token.value:
+                served_late.append(asked_at)
+        finally:
+            clock.advance(0.01)
     assert served > 0
     assert served_late == []
 
@@ -323,35 +393,35 @@ def test_retry_after_sets_the_fleet_backoff(configure, sandbox):
     assert token_requests(sandbox) == 1
 
 
-def test_backoff_grows_then_clears_after_success(configure, sandbox):
+def test_backoff_grows_then_clears_after_success(configure, sandbox, clock):
     configure(BACKOFF_BASE=0.2, BACKOFF_MAX=5)
     sandbox.state.add_fault(Fault(target="token", kind="status", status=503))
-    manager = TokenManager(get_config())
+    manager = TokenManager(get_config(), clock=clock)
     attempts = 0
-    deadline = time.time() + 2.0
-    while time.time() < deadline:
+    deadline = clock.now() + 2.0
+    while clock.now() < deadline:
         try:
             manager.get_token()
         except TokenServerError:
             attempts += 1
         except TokenBackoff:
             pass
-        time.sleep(0.01)
+        clock.advance(0.01)
     # Delays 0.2, 0.4, 0.8, 1.6 s (±20%): at most 5 requests fit in 2 s, however often callers ask.
     assert 2 <= attempts <= 5
     assert token_requests(sandbox) == attempts
     sandbox.state.clear_faults()
-    time.sleep(2.0)
+    clock.advance(2.0)
     assert manager.get_token().value
     assert manager.store.read_backoff() is None
 
 
-def test_outage_keeps_serving_the_valid_token(configure, sandbox):
+def test_outage_keeps_serving_the_valid_token(configure, sandbox, clock):
     sandbox.state.set_config(token_lifetime=10)
-    manager = TokenManager(get_config())
+    manager = TokenManager(get_config(), clock=clock)
     token = manager.get_token()
     sandbox.state.add_fault(Fault(target="token", kind="status", status=503))
-    token_in(manager, 0.4)  # lazy renewal is due, and fails
+    token_in(manager, clock, 0.4)  # lazy renewal is due, and fails
     assert manager.get_token().value == token.value
     assert manager.get_token().value == token.value
     assert token_requests(sandbox) <= 3
@@ -393,13 +463,13 @@ def test_cache_server_down_falls_back_to_a_process_local_token(configure, sandbo
     assert manager.refresh_if_due() == RefreshOutcome.CACHE_UNAVAILABLE
 
 
-def test_cache_that_lost_the_entry_gets_the_token_back(configure, sandbox):
+def test_cache_that_lost_the_entry_gets_the_token_back(configure, sandbox, clock):
     configure(LOCAL_RECHECK=0.1)
     config = get_config()
-    manager, other = TokenManager(config), TokenManager(config)
+    manager, other = TokenManager(config, clock=clock), TokenManager(config, clock=clock)
     token = manager.get_token()
     caches[config.cache_alias].delete(manager.store.token_key)  # eviction or restart
-    time.sleep(0.15)
+    clock.advance(0.15)
     assert manager.get_token().value == token.value
     assert other.get_token().value == token.value
     assert issued(sandbox) == 1

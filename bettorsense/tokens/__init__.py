@@ -1,10 +1,13 @@
 """The token lifecycle: one OAuth 2.0 client-credentials token for the whole fleet.
 
-``manager`` orchestrates; ``token`` is the value; ``shared`` keeps the fleet's entry, lock and
-backoff in the cache; ``crypto`` seals the cached token.
+``decision`` holds the rules of who renews when, as a pure function; ``manager`` reads the fleet's
+state, asks them and acts; ``endpoint`` requests tokens; ``token`` is the value; ``shared`` keeps
+the fleet's entry, lock and backoff in the cache; ``crypto`` seals the cached token; ``clock`` is
+the time they all read.
 """
 
 from bettorsense.tokens.manager import (
+    Caller,
     RefreshOutcome,
     TokenManager,
     TokenTiming,
@@ -21,6 +24,7 @@ from bettorsense.tokens.token import AccessToken, Tombstone
 
 __all__ = [
     "AccessToken",
+    "Caller",
     "RefreshOutcome",
     "TokenManager",
     "TokenTiming",
