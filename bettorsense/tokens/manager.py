@@ -75,7 +75,7 @@ class TokenManager:
         self._memo: _Memo | None = None
         self._lock = threading.Lock()
         self._local_backoff: Backoff | None = None  # this process's own, while the cache is down
-        self._warn_cache = RateLimitedWarning(logger)
+        self._warn_cache = RateLimitedWarning(logger, clock=clock.monotonic)
         #: Token requests this process made, by origin; tests and the bench read it.
         self.fetch_counts: dict[str, int] = {}
 
