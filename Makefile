@@ -4,6 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist); 0 runs the suite in this process. The tests mostly wait on sockets,
+# subprocesses and sleeps, so three workers keep two cores busy.
+TEST_WORKERS ?= 3
+# COVERAGE=1: measure bettorsense while testing and fail under COVERAGE_FLOOR percent.
+COVERAGE ?=
+COVERAGE_FLOOR ?= 93
 SCENARIO ?=
 E2E_PROFILE ?= all
 E2E_ARGS ?=
@@ -21,10 +27,16 @@ install: $(STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy bettorsense
 	$(PY) manage.py makemigrations --check --dry-run
 
+# --dist loadgroup: the tests that start real processes share one xdist group (tests/conftest.py).
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest \
+	  $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) \
+	  $(if $(COVERAGE),--cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)) \
+	  $(PYTEST_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py
@@ -38,4 +50,4 @@ e2e: install
 	$(PY) -m e2e --profile $(E2E_PROFILE) $(if $(SCENARIO),--scenario $(SCENARIO)) $(E2E_ARGS)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache db.sqlite3 
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache .mypy_cache .coverage .coverage.* htmlcov db.sqlite3 
