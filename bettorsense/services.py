@@ -1,6 +1,6 @@
-"""The public service layer: typed answers about players' risk, or typed errors.
+"""The service calls: typed answers about players' risk, or typed errors.
 
-    from bettorsense.services import get_player_risk_profile, iter_risk_profiles
+    from bettorsense import get_player_risk_profile, iter_risk_profiles
 
     profile = get_player_risk_profile("player_1")
     profile.band            # RiskBand.LOW
@@ -29,7 +29,6 @@ from bettorsense.conf import Config, get_config
 from bettorsense.exceptions import (
     BadResponse,
     BettorSenseConfigurationError,
-    BettorSenseError,
     InvalidInput,
     PlayerNotFound,
     ProfileInactive,
@@ -251,8 +250,6 @@ def iter_risk_profiles(
 
 
 __all__ = [
-    "BettorSenseError",
-    "RiskProfile",
     "get_player_risk_profile",
     "iter_risk_profile_pages",
     "iter_risk_profiles",
