@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from io import StringIO
 
 import pytest
@@ -99,23 +98,28 @@ def test_crash_mid_sync_then_rerun_resumes_without_duplicates(configure, sandbox
 
 
 def test_two_syncs_at_once_one_is_refused(configure, sandbox):
-    sandbox.state.add_fault(Fault(target="batch", kind="slow", delay=1.0, page=1, times=1))
+    # The first run holds the lock and stops after its first page until the second run was refused.
+    first_page_done, second_refused = threading.Event(), threading.Event()
     outcomes: list[object] = []
 
-    def sync() -> None:
+    def hold_after_first_page(run: SyncRun) -> None:
+        first_page_done.set()
+        assert second_refused.wait(10), "the second sync never ran"
+
+    def first_sync() -> None:
         try:
-            outcomes.append(run_sync())
-        except SyncAlreadyRunning as err:
-            outcomes.append(err)
+            outcomes.append(run_sync(progress=hold_after_first_page))
         finally:
             connections.close_all()
 
-    first = threading.Thread(target=sync)
+    first = threading.Thread(target=first_sync)
     first.start()
-    time.sleep(0.3)
-    sync()
-    first.join()
-    assert [type(o).__name__ for o in outcomes] == ["SyncAlreadyRunning", "SyncRun"]
+    assert first_page_done.wait(10)
+    with pytest.raises(SyncAlreadyRunning):
+        run_sync()
+    second_refused.set()
+    first.join(timeout=30)
+    assert [type(o).__name__ for o in outcomes] == ["SyncRun"]
     assert SyncRun.objects.count() == 1
 
 
