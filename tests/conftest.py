@@ -45,18 +45,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(REAL_PROCESS_GROUP))
 
 
-@pytest.fixture(autouse=True)
-def _empty_database_cache_for_real_processes(request: pytest.FixtureRequest) -> None:
-    """Start the fleet and Celery tests on an empty database cache table.
+def _is_transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker is None:
+        return False
+    return bool(marker.kwargs.get("transaction", marker.args[0] if marker.args else False))
 
-    The earlier tests on this database leave their entries behind (each under its own prefix).
-    Past MAX_ENTRIES (300) Django's database cache culls, on any write, the third of the rows with
-    the lowest keys, and the ``bsfleet-`` keys of these tests sort before the ``bstest-`` keys of
-    the rest: the token one process has just stored is deleted, the next process requests another,
-    and the sandbox rejects it under the reuse rule. A table of the worker's own database, so
-    clearing it touches no other worker.
+
+@pytest.fixture(autouse=True)
+def _empty_database_cache(request: pytest.FixtureRequest) -> None:
+    """Start each transactional test on an empty database cache table.
+
+    A ``transaction=True`` test's cache rows outlive it (pytest-django flushes the model tables
+    only), each under the test's own prefix. Past MAX_ENTRIES (300) Django's database cache culls,
+    on any write, the third of the rows with the lowest keys: a later test could lose the token it
+    had just stored (the fleet and Celery tests' ``bsfleet-`` keys sort before every ``bstest-``
+    one, so there the next process requested another token and the sandbox rejected it under the
+    reuse rule). The table is in the worker's own test database: clearing it touches no other
+    worker. Tests in a rolled-back transaction leave no rows.
     """
-    if not any(request.node.get_closest_marker(name) for name in REAL_PROCESS_MARKERS):
+    if not _is_transactional(request.node):
         return
     cache = caches["default"]
     if isinstance(cache, DatabaseCache):
