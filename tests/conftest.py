@@ -101,8 +101,9 @@ def configure(settings: Any, sandbox: SandboxServer) -> Callable[..., dict[str, 
     base = sandbox_settings(sandbox)
 
     def apply(**overrides: Any) -> dict[str, Any]:
-        settings.BETTORSENSE = {**base, **overrides}
-        return settings.BETTORSENSE
+        merged = {**base, **overrides}
+        settings.BETTORSENSE = merged
+        return merged
 
     apply()
     return apply
