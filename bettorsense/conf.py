@@ -343,6 +343,12 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ),
     Setting("BATCH_DATE_FORMAT", Choice(("date", "datetime")), "datetime", "format of that filter's value"),
     Setting("BATCH_PAGE_SIZE", Count(minimum=1), 1000, "profiles asked for per batch page"),
+    Setting(
+        "BATCH_MAX_PAGES",
+        Count(minimum=1),
+        100_000,
+        "most pages one batch walk follows (10^8 players at the default page size)",
+    ),
     Setting("SYNC_OVERLAP", Seconds(), 3600.0, "how far before the last watermark the daily sync re-reads"),
     Setting("SYNC_LOCK_TTL", Seconds(minimum=1), 900.0, "lifetime of the fleet-wide sync lock, touched per page"),
     Setting(
@@ -358,6 +364,20 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "bearer key that gets the health endpoint's full body without a staff session; empty: staff only",
         secret=True,
     ),
+    Setting(
+        "ALLOW_INSECURE_URLS",
+        Flag(),
+        False,
+        "allow `http://` token and API URLs outside the sandbox (a local proxy); `bettorsense.E004` otherwise",
+    ),
+    Setting("TOKEN_MAX_BYTES", Count(minimum=256), 16_384, "largest token answer read, counted after decompression"),
+    Setting(
+        "API_MAX_BYTES",
+        Count(minimum=1024),
+        16_777_216,
+        "largest API answer read (a batch page), counted after decompression",
+    ),
+    Setting("TOKEN_MAX_LENGTH", Count(minimum=16), 4096, "longest access token accepted"),
     Setting(
         "PROBE_ACCOUNT_ID",
         Text(required=True),
@@ -405,10 +425,15 @@ class Config:
     batch_date_param: str
     batch_date_format: str
     batch_page_size: int
+    batch_max_pages: int
     sync_overlap: float
     sync_lock_ttl: float
     serve_from_store: bool
     health_token: str = field(repr=False)
+    allow_insecure_urls: bool
+    token_max_bytes: int
+    api_max_bytes: int
+    token_max_length: int
     probe_account_id: str
 
     @property

@@ -29,12 +29,12 @@ def test_beat_offers_its_token_back_when_the_cache_lost_the_entry(configure, san
     config = get_config()
     beat = TokenManager(config)
     assert beat.refresh_if_due() == RefreshOutcome.RENEWED  # the first token
-    first = beat.store.read_token()
+    first = beat.shared.read_token()
     assert isinstance(first, AccessToken)
-    caches[config.cache_alias].delete(beat.store.token_key)  # Redis restarted empty
+    caches[config.cache_alias].delete(beat.shared.token_key)  # Redis restarted empty
 
     assert beat.refresh_if_due() == RefreshOutcome.NOT_DUE
-    back = beat.store.read_token()
+    back = beat.shared.read_token()
     assert isinstance(back, AccessToken) and back.value == first.value
     assert token_requests(sandbox) == 1
     assert sandbox.state.stats()["reuse_violations"] == 0
@@ -43,7 +43,7 @@ def test_beat_offers_its_token_back_when_the_cache_lost_the_entry(configure, san
 def test_beat_with_no_token_of_its_own_still_renews_an_empty_cache(configure, sandbox):
     config = get_config()
     TokenManager(config).refresh_if_due()
-    caches[config.cache_alias].delete(TokenManager(config).store.token_key)
+    caches[config.cache_alias].delete(TokenManager(config).shared.token_key)
     assert TokenManager(config).refresh_if_due() == RefreshOutcome.RENEWED  # nothing to offer: renew
     assert token_requests(sandbox) == 2
 

@@ -75,7 +75,7 @@ def exercise(configure: Any, sandbox: Any, issued: set[str]) -> list[str]:
 
     def attempt(call: Any) -> None:
         # The 500 page shows this frame's locals: the issued tokens are collected outside it.
-        tokens.get_token_manager().store.clear_backoff()  # each step starts without the last one's backoff
+        tokens.get_token_manager().shared.clear_backoff()  # each step starts without the last one's backoff
         try:
             call()
         except BettorSenseError as err:

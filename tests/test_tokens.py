@@ -413,7 +413,7 @@ def test_backoff_grows_then_clears_after_success(configure, sandbox, clock):
     sandbox.state.clear_faults()
     clock.advance(2.0)
     assert manager.get_token().value
-    assert manager.store.read_backoff() is None
+    assert manager.shared.read_backoff() is None
 
 
 def test_outage_keeps_serving_the_valid_token(configure, sandbox, clock):
@@ -437,7 +437,7 @@ def test_invalidate_only_the_exact_current_token(configure, sandbox):
     assert not manager.invalidate("not-the-token")
     assert manager.peek() == first
     assert manager.invalidate(first.value)
-    assert isinstance(manager.store.read_token(), Tombstone)
+    assert isinstance(manager.shared.read_token(), Tombstone)
     second = other.get_token()
     assert second.value != first.value
     assert not manager.invalidate(first.value)  # stale: the fleet has moved on
@@ -468,7 +468,7 @@ def test_cache_that_lost_the_entry_gets_the_token_back(configure, sandbox, clock
     config = get_config()
     manager, other = TokenManager(config, clock=clock), TokenManager(config, clock=clock)
     token = manager.get_token()
-    caches[config.cache_alias].delete(manager.store.token_key)  # eviction or restart
+    caches[config.cache_alias].delete(manager.shared.token_key)  # eviction or restart
     clock.advance(0.15)
     assert manager.get_token().value == token.value
     assert other.get_token().value == token.value

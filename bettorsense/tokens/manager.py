@@ -70,7 +70,7 @@ class TokenManager:
         self.config = config
         self.clock = clock
         self.policy = Policy.of(config)
-        self.store = SharedTokenCache(config, clock=clock)
+        self.shared = SharedTokenCache(config, clock=clock)
         self.endpoint = endpoint if endpoint is not None else TokenEndpoint(config, clock)
         self._memo: _Memo | None = None
         self._lock = threading.Lock()
@@ -117,7 +117,7 @@ class TokenManager:
         if memo is not None and memo.token.value == token_value:
             self._memo = None
         try:
-            return self.store.tombstone_if_current(token_value)
+            return self.shared.tombstone_if_current(token_value)
         except CacheUnavailable as err:
             self._cache_failed(err)
             return False
@@ -125,7 +125,7 @@ class TokenManager:
     def peek(self) -> AccessToken | None:
         """The shared token if there is one (no request, no renewal); the memo when the cache fails."""
         try:
-            current = self.store.read_token()
+            current = self.shared.read_token()
         except CacheUnavailable:
             memo = self._memo
             return memo.token if memo else None
@@ -168,12 +168,12 @@ class TokenManager:
         deadline = self.clock.monotonic() + self.config.token_wait_timeout
         waited = False
         while True:
-            state = self.store.read_state()
+            state = self.shared.read_state()
             decision = self._decide(caller, local, state, waited=waited)
             if decision.action is Action.RENEW:
                 decision = self._renew_under_the_lock(caller, local, state, origin, waited=waited)
             if decision.action is Action.OFFER_BACK and decision.token is not None:
-                self.store.add_token(decision.token)
+                self.shared.add_token(decision.token)
                 local = None  # offered once; what the cache kept decides now
             elif decision.action is Action.WAIT:
                 self._wait(decision, deadline)
@@ -203,16 +203,16 @@ class TokenManager:
         # The decision to renew saw the lock free: testing before the test-and-set matters, since a
         # failed add() is still a write, and a write storm at renewal time makes the database cache
         # drop the renewer's own write.
-        owner = self.store.renewal_lock.acquire()
+        owner = self.shared.renewal_lock.acquire()
         if owner is None:  # another caller took it since the state was read
             return self._decide(caller, local, state, waited=waited, lock=Lock.TAKEN)
         try:
-            decision = self._decide(caller, local, self.store.read_state(), waited=waited, lock=Lock.OURS)
+            decision = self._decide(caller, local, self.shared.read_state(), waited=waited, lock=Lock.OURS)
             if decision.action is not Action.RENEW:
                 return decision
             return self._renew(origin, decision.fallback)
         finally:
-            self.store.renewal_lock.release(owner)
+            self.shared.renewal_lock.release(owner)
 
     def _renew(self, origin: Caller, fallback: AccessToken | None) -> Decision:
         """Request a token for the fleet and publish it; on failure, set the fleet's backoff."""
@@ -221,7 +221,7 @@ class TokenManager:
             token = self._request_token(origin)
         except TokenError as err:
             delay = self._backoff_delay(err)
-            self.store.write_backoff(err, delay)
+            self.shared.write_backoff(err, delay)
             telemetry.record_token_failure(
                 self.config, err, origin=origin.value, duration=self.clock.monotonic() - started
             )
@@ -245,14 +245,14 @@ class TokenManager:
 
     def _publish(self, token: AccessToken) -> None:
         try:
-            if not self.store.write_token(token):
+            if not self.shared.write_token(token):
                 logger.warning("Token %s renewed, but the cache did not keep it", token.fingerprint)
         except CacheUnavailable as err:
             self._cache_failed(err)  # the token is good: keep it in this process at least
-        self.store.clear_backoff()
+        self.shared.clear_backoff()
 
     def _backoff_delay(self, err: TokenError) -> float:
-        failures = self.store.count_failure()
+        failures = self.shared.count_failure()
         delay = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** max(0, failures - 1))
         delay *= 0.8 + 0.4 * random.random()  # noqa: S311  (jitter, not crypto)
         if err.retry_after is not None:
@@ -290,7 +290,7 @@ class TokenManager:
         if decision.action is Action.FAIL:
             raise self._no_token(decision)
         if decision.offer_back and decision.token is not None:
-            self.store.add_token(decision.token)  # the cache lost the entry: ours, rather than a new one
+            self.shared.add_token(decision.token)  # the cache lost the entry: ours, rather than a new one
         return decision
 
     def _no_token(self, decision: Decision) -> TokenBackoff:
