@@ -6,6 +6,10 @@ Follows django-rq's dashboard: the unmanaged :class:`~bettorsense.models.Health`
 changelist renders ``admin/bettorsense/health.html`` (which extends ``admin/base_site.html``) from
 a fresh snapshot. "Check now" POSTs to ``check/``, which runs the live probe, keeps its result in
 the session and redirects back (post/redirect/get), so reloading the page does not probe again.
+
+The two buttons that cost vendor calls need a permission beyond view: "Check now" needs
+``bettorsense.run_probe`` (and is throttled fleet-wide, see :mod:`bettorsense.health.probe`), "Start
+an incremental sync" needs ``bettorsense.start_sync`` (and queues at most one sync at a time).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,6 +28,9 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from bettorsense.cache import BestEffortCache, cache_key
+from bettorsense.conf import get_config
+from bettorsense.exceptions import BettorSenseConfigurationError
 from bettorsense.health import probe, report, snapshot
 from bettorsense.health import rules as health
 from bettorsense.models import Health, PlayerRiskProfile, SyncRun
@@ -31,6 +38,10 @@ from bettorsense.models import Health, PlayerRiskProfile, SyncRun
 logger = logging.getLogger(__name__)
 
 _PROBE_SESSION_KEY = "bettorsense_health_probe"
+RUN_PROBE_PERMISSION = "bettorsense.run_probe"
+START_SYNC_PERMISSION = "bettorsense.start_sync"
+
+_sync_queue = BestEffortCache("Admin sync button", logger)
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Any]
@@ -69,6 +80,7 @@ class HealthAdmin(ReadOnlyAdmin):
         taken = snapshot.take_snapshot()
         verdict = health.evaluate(taken)
         stored = request.session.pop(_PROBE_SESSION_KEY, None)
+        pressed = _pressed_probe(stored)
         context = {
             **self.admin_site.each_context(request),
             "title": "Bettor Sense health",
@@ -78,7 +90,12 @@ class HealthAdmin(ReadOnlyAdmin):
             "health": verdict,
             "status_word": report.STATUS_WORDS[verdict.status],
             "page": _page(taken),
-            "probe": probe.ProbeResult.from_json(stored) if isinstance(stored, dict) else None,
+            "probe": pressed.result if pressed else None,
+            "probe_pressed": pressed is not None,
+            "probe_reused": pressed is not None and not pressed.ran,
+            "probe_age": report.duration(taken.taken_at - pressed.result.at) if pressed and pressed.result else None,
+            "probe_every": f"{probe.PROBE_EVERY:g}",
+            "can_run_probe": self.has_run_probe_permission(request),
             "check_url": reverse(f"{self.admin_site.name}:bettorsense_health_check"),
             **(extra_context or {}),
         }
@@ -88,14 +105,36 @@ class HealthAdmin(ReadOnlyAdmin):
     @method_decorator(never_cache)
     @method_decorator(require_POST)
     def check_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
+        if not self.has_view_permission(request) or not self.has_run_probe_permission(request):
             raise PermissionDenied
-        result = probe.run_probe()
-        logger.info(
-            "Health probe run from the admin by user id %s: %s", request.user.pk, "ok" if result.ok else "failed"
-        )
-        request.session[_PROBE_SESSION_KEY] = result.to_json()
+        pressed = probe.run_throttled_probe()
+        if pressed.ran and pressed.result is not None:
+            logger.info(
+                "Health probe run from the admin by user id %s: %s",
+                request.user.pk,
+                "ok" if pressed.result.ok else "failed",
+            )
+        request.session[_PROBE_SESSION_KEY] = {
+            "ran": pressed.ran,
+            "result": None if pressed.result is None else pressed.result.to_json(),
+        }
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:bettorsense_health_changelist"))
+
+    def has_run_probe_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RUN_PROBE_PERMISSION)
+
+
+def _pressed_probe(stored: Any) -> probe.ThrottledProbe | None:
+    """The press kept in the session by ``check_view``, if any."""
+    if not isinstance(stored, dict):
+        return None
+    result = stored.get("result")
+    try:
+        return probe.ThrottledProbe(
+            probe.ProbeResult.from_json(result) if isinstance(result, dict) else None, ran=bool(stored.get("ran"))
+        )
+    except (KeyError, TypeError, ValueError):  # a session written by another version
+        return None
 
 
 def _page(taken: health.Snapshot) -> dict[str, Any]:
@@ -236,17 +275,49 @@ class SyncRunAdmin(ReadOnlyAdmin):
     list_filter = ("status", "mode")
     change_list_template = "admin/bettorsense/syncrun/change_list.html"
 
+    def has_start_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(START_SYNC_PERMISSION)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {"can_start_sync": self.has_start_sync_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_start"
         return [path("start/", self.admin_site.admin_view(self.start_view), name=name), *super().get_urls()]
 
     @method_decorator(require_POST)
     def start_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request) or not request.user.is_staff:
+        if not request.user.is_staff or not self.has_view_permission(request):
+            raise PermissionDenied
+        if not self.has_start_sync_permission(request):
             raise PermissionDenied
         from bettorsense.tasks import sync_risk_profiles
 
-        sync_risk_profiles.delay()
-        logger.info("Incremental sync queued from the admin by user id %s", request.user.pk)
-        self.message_user(request, "An incremental sync was queued; it appears here when a worker runs it.")
+        if _claim_sync_queue():
+            sync_risk_profiles.delay()
+            logger.info("Incremental sync queued from the admin by user id %s", request.user.pk)
+            self.message_user(request, "An incremental sync was queued; it appears here when a worker runs it.")
+        else:
+            self.message_user(
+                request,
+                "A sync is already queued and has not started yet (or the cache is unavailable); nothing was queued.",
+                level=messages.WARNING,
+            )
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:bettorsense_syncrun_changelist"))
+
+
+def _claim_sync_queue() -> bool:
+    """Whether this press may queue a sync: no sync queued from here has started since the last run.
+
+    The marker is named after the latest SyncRun, so it frees itself when the queued sync starts
+    (a new run appears) and needs no clearing by the task; its TTL (SYNC_LOCK_TTL) frees it too if
+    the queued task is lost. The one ``add`` is atomic, so concurrent presses queue one sync.
+    """
+    try:
+        config = get_config()
+    except BettorSenseConfigurationError:
+        return True  # the sync fails at once and records why; nothing to protect
+    latest = SyncRun.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    marker = cache_key(config, f"sync:queued-after-run:{latest}")
+    return _sync_queue.add(config, marker, latest, config.sync_lock_ttl, on_failure=False)

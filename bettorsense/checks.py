@@ -9,6 +9,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from bettorsense.conf import get_config, unknown_setting_names
 from bettorsense.exceptions import BettorSenseConfigurationError
+from bettorsense.redaction import safe_url
 
 REFRESH_TASK = "bettorsense.tasks.refresh_token"
 
@@ -44,9 +45,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="bettorsense.W004",
             )
         )
+    if config.environment != "sandbox" and not config.allow_insecure_urls:
+        messages.extend(_check_https(("TOKEN_URL", config.token_url), ("API_URL", config.api_url)))
     messages.extend(_check_cache(config.cache_alias))
     messages.extend(_check_beat(config.refresh_every, config.refresh_margin))
     return messages
+
+
+def _check_https(*urls: tuple[str, str]) -> list[CheckMessage]:
+    """Over plain http the client secret and every bearer token cross the network readable."""
+    return [
+        Error(
+            f"BETTORSENSE[{name!r}] ({safe_url(url)}) is not an https URL.",
+            hint="Use the https URL of the vendor. For a local proxy that terminates TLS, set "
+            "BETTORSENSE['ALLOW_INSECURE_URLS'] = True; the sandbox environment allows http by itself.",
+            id="bettorsense.E004",
+        )
+        for name, url in urls
+        if not url.lower().startswith("https://")
+    ]
 
 
 def _check_cache(alias: str) -> list[CheckMessage]:

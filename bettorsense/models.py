@@ -19,6 +19,8 @@ class Health(models.Model):
     class Meta:
         managed = False
         default_permissions = ("view",)
+        # "Check now" costs a token request and an API call: more than viewing the page.
+        permissions = [("run_probe", "Can run the live probe")]
         verbose_name = "health"
         verbose_name_plural = "health"
 
@@ -123,6 +125,8 @@ class SyncRun(models.Model):
 
     class Meta:
         default_permissions = ("view",)
+        # A sync costs a walk of every page of the batch endpoint.
+        permissions = [("start_sync", "Can start a sync")]
         ordering = ["-started_at", "-id"]
         get_latest_by = "started_at"
 

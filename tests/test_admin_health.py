@@ -20,7 +20,9 @@ CHECK = "/admin/bettorsense/health/check/"
 @pytest.fixture
 def staff(django_user_model):
     user = django_user_model.objects.create_user("ops", password="pw-ops-12345", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(content_type__app_label="bettorsense", codename="view_health"))
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="bettorsense", codename__in=("view_health", "run_probe"))
+    )
     return user
 
 
@@ -66,7 +68,7 @@ def test_the_admin_index_links_to_the_page_under_bettor_sense(staff_client, conf
 
 def test_view_only_no_add_change_or_delete(staff_client, admin_client, configure):
     codenames = Permission.objects.filter(content_type__model="health").values_list("codename", flat=True)
-    assert list(codenames) == ["view_health"]
+    assert sorted(codenames) == ["run_probe", "view_health"]  # view, and "Check now" (no add/change/delete)
     for client in (staff_client, admin_client):
         assert client.get(PAGE + "add/").status_code in (302, 403, 404)
         assert client.get(PAGE + "1/change/").status_code in (302, 403, 404)

@@ -41,7 +41,7 @@ def leaky(configure, sandbox):
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_user("ops", password="pw-ops-12345", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_health"))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=("view_health", "run_probe")))
     client.force_login(user)
     return client
 

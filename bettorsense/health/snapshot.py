@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.checks import CRITICAL, ERROR, INFO, WARNING, CheckMessage
@@ -32,26 +31,13 @@ from bettorsense.health.rules import (
     Snapshot,
     TokenInfo,
 )
-from bettorsense.redaction import mask, redact
+from bettorsense.redaction import mask, redact_for, safe_url
 from bettorsense.tokens.manager import TokenTiming
 from bettorsense.tokens.shared import SharedTokenCache
 
 logger = logging.getLogger(__name__)
 
 _LEVELS = {CRITICAL: CheckLevel.CRITICAL, ERROR: CheckLevel.ERROR, WARNING: CheckLevel.WARNING, INFO: CheckLevel.INFO}
-
-
-def safe_url(url: str) -> str:
-    """The URL without user info, query or fragment (a misconfigured URL may carry credentials)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def run_app_checks() -> tuple[CheckResult, ...]:
@@ -97,10 +83,10 @@ def take_snapshot() -> Snapshot:
         config = get_config()
     except BettorSenseConfigurationError as err:
         return Snapshot(taken_at=now, config_error=str(err), checks=checks)
-    secrets = (config.client_secret, config.health_token, config.encryption_key)
 
     def clean(text: str) -> str:
-        return redact(text, secrets)
+        # Through the config object: no frame of the snapshot holds a secret, should it raise.
+        return redact_for(config, text) if text else text
 
     backend = str((settings.CACHES.get(config.cache_alias) or {}).get("BACKEND", "(not configured)"))
     fleet: telemetry.TokenState | None = None

@@ -6,7 +6,9 @@ Usage::
     python manage.py bettorsense_demo_user --username alice
 
 Idempotent: each run sets a new generated password and prints it once. The user is staff, not a
-superuser, and holds only ``bettorsense.view_health``. For demos and local set-ups only.
+superuser, and holds ``bettorsense.view_health``, ``bettorsense.run_probe`` ("Check now") and
+``bettorsense.view_syncrun`` with ``bettorsense.start_sync`` ("Start an incremental sync"). For
+demos and local set-ups only.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 DEFAULT_USERNAME = "bettorsense-demo"
+DEMO_PERMISSIONS = ("view_health", "run_probe", "view_syncrun", "start_sync")
 
 
 class Command(BaseCommand):
@@ -39,7 +42,7 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             user.user_permissions.add(
-                Permission.objects.get(content_type__app_label="bettorsense", codename="view_health")
+                *Permission.objects.filter(content_type__app_label="bettorsense", codename__in=DEMO_PERMISSIONS)
             )
         verb = "Created" if created else "Reset the password of"
         self.stdout.write(self.style.SUCCESS(f"{verb} the demo staff user {username!r}."))
