@@ -20,7 +20,7 @@ from bettorsense import telemetry, tokens
 from bettorsense.cache import CacheUnavailable
 from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseError
-from bettorsense.redaction import mask
+from bettorsense.redaction import mask, safe_url
 
 
 def _when(epoch: float | None) -> str:
@@ -39,7 +39,7 @@ class Command(BaseCommand):
         config = get_config()
         manager = tokens.get_token_manager(config)
         self.stdout.write(f"Environment: {config.environment}  audience: {config.audience}")
-        self.stdout.write(f"Token URL:   {config.token_url}  client: {mask(config.client_id)}")
+        self.stdout.write(f"Token URL:   {safe_url(config.token_url)}  client: {mask(config.client_id)}")
         if options["refresh"]:
             try:
                 renewed = manager.force_refresh(origin="manual")
