@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from array import array
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from bettorsense.cache import BestEffortCache, cache_key
 from bettorsense.client import api as client
@@ -210,7 +211,9 @@ def iter_risk_profile_pages(
     """The batch endpoint page by page, as ``(page number, profiles)``, from ``start_page``.
 
     Stops on an empty page, on a page shorter than ``BATCH_PAGE_SIZE``, or at the total page count
-    when the envelope gives one. Only one page is held at a time.
+    when the envelope gives one. Only one page is held at a time. A :class:`BadResponse` ends a walk
+    whose answers cannot be believed: a page longer than ``BATCH_PAGE_SIZE``, a page whose players
+    were all on earlier pages of this walk, or more than ``BATCH_MAX_PAGES`` pages.
     """
     config = get_config()
     bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
@@ -219,21 +222,81 @@ def iter_risk_profile_pages(
     segments = ("v1", "Operator", "RiskProfiles", "bookmakers", str(bookmaker), "sub-bookmakers", str(sub_bookmaker))
     since = _date_param(config, changed_since)
     page = start_page
-    previous_ids: tuple[str, str] | None = None
+    seen = SeenIds()
     while True:
+        if page - start_page >= config.batch_max_pages:
+            raise BadResponse(
+                f"The batch has not ended after BATCH_MAX_PAGES ({config.batch_max_pages}) pages; "
+                "the API may ignore the page parameter."
+            )
         body = client.get_json(config, segments, {"page": page, config.batch_date_param: since})
         items, total_pages = _page_items(body)
         if not items:
             return
+        if len(items) > config.batch_page_size:
+            raise BadResponse(
+                f"Batch page {page} holds {len(items)} profiles, more than BATCH_PAGE_SIZE ({config.batch_page_size})."
+            )
         profiles = [parse_profile(item) for item in items]
-        ids = (profiles[0].account_id, profiles[-1].account_id)
-        if ids == previous_ids:
-            raise BadResponse(f"Batch page {page} repeats page {page - 1}; the API may ignore the page parameter.")
-        previous_ids = ids
+        new = sum([seen.add(profile.account_id) for profile in profiles])
+        if not new:
+            raise BadResponse(
+                f"Batch page {page} repeats players of earlier pages; the API may ignore the page parameter."
+            )
         yield page, profiles
         if len(items) < config.batch_page_size or (total_pages is not None and page >= total_pages):
             return
         page += 1
+
+
+class SeenIds:
+    """The account ids met so far in one walk, about 16 bytes each (tens of millions fit in memory).
+
+    An open-addressing table of 64-bit hashes in an ``array``: a Python ``set`` of strings would cost
+    about 100 bytes per id. Two ids with the same hash would be taken for one, which at 10^7 ids
+    happens in about one walk in a million; the cost is one page wrongly refused as a repeat only if
+    every id on it collides, so in practice never.
+    """
+
+    _EMPTY: Final = 0
+
+    def __init__(self) -> None:
+        self._slots = array("Q", bytes(8 * 1024))
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, account_id: str) -> bool:
+        """Remember ``account_id``; False if it was already there."""
+        digest = hashlib.blake2b(account_id.encode(), digest_size=8).digest()
+        value = int.from_bytes(digest, "little") | 1  # never _EMPTY
+        if self._insert(self._slots, value):
+            self._count += 1
+            if self._count * 2 > len(self._slots):
+                self._grow()
+            return True
+        return False
+
+    @staticmethod
+    def _insert(slots: array[int], value: int) -> bool:
+        mask = len(slots) - 1
+        index = value & mask
+        while True:
+            current = slots[index]
+            if current == SeenIds._EMPTY:
+                slots[index] = value
+                return True
+            if current == value:
+                return False
+            index = (index + 1) & mask
+
+    def _grow(self) -> None:
+        slots = array("Q", bytes(16 * len(self._slots)))
+        for value in self._slots:
+            if value != SeenIds._EMPTY:
+                self._insert(slots, value)
+        self._slots = slots
 
 
 def iter_risk_profiles(

@@ -5,25 +5,34 @@
   ``RETRY_BUDGET`` seconds.
 * A 401 invalidates that exact token for the fleet (only if it is still the cached one) and the
   call is retried once with a new token; a second 401 raises :class:`AuthenticationFailed`.
+* One deadline covers the whole call: no retry starts after ``RETRY_BUDGET`` seconds, and nothing of
+  the call (a wait, a connection, a body still arriving) runs past ``RETRY_BUDGET + READ_TIMEOUT``.
+* Every answer is streamed and read up to ``API_MAX_BYTES`` after decompression; anything that goes
+  wrong while sending or reading becomes a typed error raised without its cause, whose frames would
+  hold the Authorization header.
 * The vendor does not document error bodies (docs/vendor-api.md §7): we branch on the status and read
   ``title``/``detail`` (ProblemDetails) or the text when there is one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 import requests
+from django.views.decorators.debug import sensitive_variables
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from bettorsense import telemetry, tokens
 from bettorsense.client.breaker import get_breaker
-from bettorsense.client.http import get_session, parse_retry_after
+from bettorsense.client.http import BodyDeadlineExceeded, BodyTooLarge, get_session, parse_retry_after, read_body
 from bettorsense.client.validation import path_segment
 from bettorsense.conf import Config
 from bettorsense.exceptions import (
@@ -38,10 +47,17 @@ from bettorsense.exceptions import (
     RateLimited,
     ServiceUnavailable,
 )
+from bettorsense.redaction import redact
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: The start of an error answer is read for its detail; the rest is left unread.
+ERROR_BODY_MAX_BYTES: Final = 64 * 1024
+#: The longest ``Retry-After`` a RateLimited error passes on to its caller (the far side's word is
+#: not believed beyond it; the call itself never waits past RETRY_BUDGET).
+RETRY_AFTER_MAX: Final = 3600.0
+_DEADLINE_PASSED: Final = "timed out: it ran past its deadline (RETRY_BUDGET + READ_TIMEOUT)"
 
 
 def build_url(config: Config, segments: Sequence[str], params: dict[str, Any] | None = None) -> str:
@@ -59,7 +75,7 @@ def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | N
     breaker.before_call()
     started = time.monotonic()
     try:
-        body = _get_with_retries(config, url)
+        body = _get_with_retries(config, url, started)
     except BettorSenseError as err:
         if isinstance(err, ServiceUnavailable):
             breaker.record_failure()
@@ -81,72 +97,136 @@ def _environment_settings(api_url: str) -> dict[str, Any]:
     return settings
 
 
-def _send(config: Config, url: str, token: tokens.AccessToken) -> requests.Response:
+@dataclass(frozen=True)
+class _Reply:
+    """What one attempt received: the status, ``Retry-After`` and the whole (bounded) body."""
+
+    status: int
+    retry_after: str | None
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why one attempt received no answer to act on; ``retryable`` failures may be tried again."""
+
+    description: str
+    retryable: bool = False
+    error: type[BettorSenseError] = ServiceUnavailable
+
+
+def _send(config: Config, url: str, token: tokens.AccessToken, timeout: tuple[float, float]) -> requests.Response:
     session = get_session()
     prepared = session.prepare_request(
         requests.Request("GET", config.api_url, headers={"Authorization": token.authorization})
     )
     # Set after preparing: requests would otherwise un-escape %2E and let ".." collapse the path.
     prepared.url = url
-    return session.send(
-        prepared, timeout=config.timeout, allow_redirects=False, **_environment_settings(config.api_url)
-    )
+    # The environment's settings carry a "stream" of their own: the body is always streamed here.
+    settings = {**_environment_settings(config.api_url), "stream": True}
+    return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
-def _get_with_retries(config: Config, url: str) -> Any:
-    deadline = time.monotonic() + config.retry_budget
+def _attempt(config: Config, url: str, token: tokens.AccessToken, deadline: float) -> _Reply | _Failure:
+    """One request and its whole answer, never raising: the caller raises, from a frame of its own.
+
+    Whatever fails here (requests, urllib3, a MemoryError while inflating, a bug in a transport
+    adapter) becomes a :class:`_Failure`. Its exception is dropped here, so no traceback holding the
+    request's frames (and their Authorization header) reaches an error report.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return _Failure(_DEADLINE_PASSED)
+    timeout = (min(config.connect_timeout, remaining), min(config.read_timeout, remaining))
+    try:
+        response = _send(config, url, token, timeout)
+    except requests.Timeout:
+        return _Failure("timed out", retryable=True)
+    except requests.RequestException as err:
+        return _Failure(f"failed ({type(err).__name__})", retryable=True)
+    except Exception as err:  # MemoryError and RecursionError too: typed, never a 500
+        return _Failure(f"failed ({type(err).__name__})")
+    status = response.status_code
+    try:
+        body = read_body(
+            response,
+            # An error's body is only read for its detail: the start of it is enough.
+            max_bytes=config.api_max_bytes if status == 200 else ERROR_BODY_MAX_BYTES,
+            truncate=status != 200,
+            deadline=deadline,
+            read_timeout=config.read_timeout,
+        )
+    except BodyTooLarge as err:
+        return _Failure(f"answered {status} with a body larger than API_MAX_BYTES ({err.limit})", error=BadResponse)
+    except BodyDeadlineExceeded:
+        return _Failure(_DEADLINE_PASSED)
+    except (ReadTimeoutError, TimeoutError):
+        if time.monotonic() >= deadline:
+            return _Failure(_DEADLINE_PASSED)
+        return _Failure("timed out", retryable=True)
+    except DecodeError:
+        return _Failure(f"answered {status} with a body that does not decompress", error=BadResponse)
+    except (ProtocolError, OSError) as err:
+        return _Failure(f"failed while reading the answer ({type(err).__name__})", retryable=True)
+    except Exception as err:  # as above
+        return _Failure(f"failed while reading the answer ({type(err).__name__})")
+    finally:
+        response.close()
+    return _Reply(status, response.headers.get("Retry-After"), body)
+
+
+def _get_with_retries(config: Config, url: str, started: float) -> Any:
+    # No retry starts after retry_until; the attempt under way may still read until the deadline.
+    retry_until = started + config.retry_budget
+    deadline = retry_until + config.read_timeout
     attempt = 0
     reauthenticated = False
     manager = tokens.get_token_manager(config)
     while True:
         token = manager.get_token()
-        started = time.monotonic()
-        try:
-            response = _send(config, url, token)
-        except requests.RequestException as err:
-            kind = "timed out" if isinstance(err, requests.Timeout) else f"failed ({type(err).__name__})"
+        sent = time.monotonic()
+        outcome = _attempt(config, url, token, deadline)
+        if isinstance(outcome, _Failure):
             delay = _backoff(config, attempt)
-            if _may_retry(config, attempt, deadline, delay):
-                logger.info("API call %s; retry %d in %.2f s", kind, attempt + 1, delay)
+            if outcome.retryable and _may_retry(config, attempt, retry_until, delay):
+                logger.info("API call %s; retry %d in %.2f s", outcome.description, attempt + 1, delay)
                 time.sleep(delay)
                 attempt += 1
                 continue
-            # "from None": the chained frames hold the Authorization header (see tokens._fetch).
-            raise ServiceUnavailable(f"The Bettor Sense API call {kind}.") from None
-        status = response.status_code
-        logger.debug("API GET status %s in %.0f ms", status, (time.monotonic() - started) * 1000)
+            raise outcome.error(f"The Bettor Sense API call {outcome.description}.")
+        status = outcome.status
+        logger.debug("API GET status %s in %.0f ms", status, (time.monotonic() - sent) * 1000)
         if status == 200:
-            return _json(response)
+            body = _parse_json(outcome.body)
+            if isinstance(body, BadResponse):
+                raise body
+            return body
+        detail = _detail(outcome.body, token)
         if status == 401:
             if reauthenticated:
-                raise AuthenticationFailed(
-                    "The API refused the bearer token twice.", status_code=401, detail=_detail(response)
-                )
+                raise AuthenticationFailed("The API refused the bearer token twice.", status_code=401, detail=detail)
             manager.invalidate(token.value)
             reauthenticated = True
             logger.info("API answered 401 to token %s; renewing it once", token.fingerprint)
             continue
         if status in RETRYABLE_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(outcome.retry_after, maximum=RETRY_AFTER_MAX)
             delay = max(_backoff(config, attempt), retry_after or 0.0)
-            if _may_retry(config, attempt, deadline, delay):
+            if _may_retry(config, attempt, retry_until, delay):
                 logger.info("API answered %s; retry %d in %.2f s", status, attempt + 1, delay)
                 time.sleep(delay)
                 attempt += 1
                 continue
             if status == 429:
                 raise RateLimited(
-                    "The Bettor Sense API is rate limiting.",
-                    status_code=429,
-                    detail=_detail(response),
-                    retry_after=retry_after,
+                    "The Bettor Sense API is rate limiting.", status_code=429, detail=detail, retry_after=retry_after
                 )
             raise ServiceUnavailable(
                 f"The Bettor Sense API answered {status} after {attempt + 1} attempts.",
                 status_code=status,
-                detail=_detail(response),
+                detail=detail,
             )
-        raise error_for(response)
+        raise error_for(status, detail)
 
 
 def _backoff(config: Config, attempt: int) -> float:
@@ -154,38 +234,49 @@ def _backoff(config: Config, attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311  (jitter, not crypto)
 
 
-def _may_retry(config: Config, attempt: int, deadline: float, delay: float) -> bool:
-    return attempt < config.max_retries and time.monotonic() + delay < deadline
+def _may_retry(config: Config, attempt: int, retry_until: float, delay: float) -> bool:
+    """Another attempt only if it would start, after its wait, within the retry budget."""
+    return attempt < config.max_retries and time.monotonic() + delay < retry_until
 
 
-def _json(response: requests.Response) -> Any:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    """The parsed body, or the BadResponse to raise (returned: this frame holds the far side's bytes).
+
+    NaN and Infinity are refused (they are not JSON); nesting deep enough to exhaust the stack, or a
+    body whose objects exhaust memory, is a BadResponse like any other unreadable body.
+    """
     try:
-        return response.json()
-    except ValueError:
-        raise BadResponse(
-            "The Bettor Sense API answered 200 with a body that is not JSON.", status_code=response.status_code
-        ) from None
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError, MemoryError):
+        return BadResponse("The Bettor Sense API answered 200 with a body that is not JSON.", status_code=200)
 
 
-def _detail(response: requests.Response) -> str | None:
-    """ProblemDetails ``title``/``detail`` if the body has them, else the start of the text."""
+@sensitive_variables()
+def _detail(body: bytes, token: tokens.AccessToken) -> str | None:
+    """ProblemDetails ``title``/``detail`` if the body has them, else the start of the text.
+
+    The token sent with the request is redacted wherever the answer echoes it, before anything is
+    cut short (a token cut in half would no longer match).
+    """
     try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
+        parsed = json.loads(body)
+    except (ValueError, RecursionError, MemoryError):
+        text = redact(body.decode("utf-8", "replace").strip(), (token.value,))
         return text[:300] or None
-    if isinstance(body, dict):
-        parts = [str(body[k]) for k in ("title", "detail", "message", "error") if body.get(k)]
-        return " - ".join(dict.fromkeys(parts)) or None
-    if isinstance(body, str):
-        return body[:300]
+    if isinstance(parsed, dict):
+        parts = [str(parsed[k]) for k in ("title", "detail", "message", "error") if parsed.get(k)]
+        return redact(" - ".join(dict.fromkeys(parts)), (token.value,)) or None
+    if isinstance(parsed, str):
+        return redact(parsed, (token.value,))[:300]
     return None
 
 
-def error_for(response: requests.Response) -> BettorSenseError:
-    """The typed error for a non-retryable, non-200 answer."""
-    status = response.status_code
-    detail = _detail(response)
+def error_for(status: int, detail: str | None) -> BettorSenseError:
+    """The typed error for a non-retryable, non-200 answer, from its status and (redacted) detail."""
     if status == 404:
         text = (detail or "").lower()
         if "not created" in text:

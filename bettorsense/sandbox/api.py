@@ -10,6 +10,8 @@ token (401), parameter validation (400), bookmaker permission (403), then the pr
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import logging
 import re
@@ -18,7 +20,8 @@ from datetime import UTC, date, datetime
 from typing import Final
 from urllib.parse import parse_qsl, unquote
 
-from bettorsense.sandbox.faults import HTML_PAGE, Fault, bend_api_body
+from bettorsense.sandbox import profiles
+from bettorsense.sandbox.faults import BATCH_ONLY_KINDS, HTML_PAGE, Fault, bend_api_body
 from bettorsense.sandbox.profiles import Status, classify
 from bettorsense.sandbox.responses import HTML, JSON, Response, dumps, phrase, problem
 from bettorsense.sandbox.state import ENVIRONMENT_AUDIENCES, RecordedRequest, SandboxState
@@ -44,6 +47,11 @@ BATCH_LITERALS: Final = ("v1", "Operator", "RiskProfiles", "bookmakers", None, "
 INT32_MAX: Final = 2_147_483_647
 ACCOUNT_ID_MAX: Final = 64
 _DIGITS: Final = re.compile(r"[0-9]{1,10}")  # also keeps int() away from huge strings
+GZIP_BOMB_BYTES: Final = 306_000
+OVERSIZED_PAGE_ITEMS: Final = 200_000
+JSON_BOMB_DEPTH: Final = 5000
+#: Faults that shape the answer once the request is authenticated and its parameters are read.
+_AUTHORIZED_FAULTS: Final = BATCH_ONLY_KINDS | {"echo_token"}
 
 
 @dataclass(frozen=True)
@@ -176,15 +184,22 @@ def _handle(
         page_for_faults = None
     targets = ("api", route.name)
 
-    delay = 0.0
+    delay = drip = 0.0
+    shaping: Fault | None = None
     fault = state.take_fault(targets, body=False, page=page_for_faults)
     if fault is not None:
-        if fault.kind != "slow":
+        if fault.kind == "slow":
+            delay = fault.delay
+        elif fault.kind == "drip":
+            drip = fault.delay
+        elif fault.kind in _AUTHORIZED_FAULTS:
+            shaping = fault
+        else:
             logger.info("Sandbox %s request answered by fault %s", route.name, fault.kind)
             return _fault_response(fault), None
-        delay = fault.delay
-    response, client_id = _authorized(state, route, lowered, page_raw, authorization, targets)
+    response, client_id = _authorized(state, route, lowered, page_raw, authorization, targets, shaping)
     response.delay = delay
+    response.drip = drip
     return response, client_id
 
 
@@ -195,10 +210,14 @@ def _authorized(
     page_raw: str | None,
     authorization: str | None,
     targets: tuple[str, ...],
+    shaping: Fault | None = None,
 ) -> tuple[Response, str | None]:
     token = _bearer(authorization)
     if token is None:
         return problem(401, "No bearer token was sent.", headers=_challenge(None)), None
+    if shaping is not None and shaping.kind == "echo_token":
+        # A misbehaving gateway that copies the request's credentials into its error page.
+        return problem(shaping.status, f"Request refused; it was sent with Authorization: Bearer {token}."), None
     record, reason = state.authenticate(token, ENVIRONMENT_AUDIENCES[route.environment])
     if record is None:
         return problem(401, reason, headers=_challenge(reason)), None
@@ -229,6 +248,8 @@ def _authorized(
 
     if route.name == "profile":
         response = _profile(state, bookmaker, sub_bookmaker, route.account_id or "")
+    elif shaping is not None:
+        response = _hostile_batch(state, bookmaker, sub_bookmaker, page, changed_since, shaping)
     else:
         response = _batch(state, bookmaker, sub_bookmaker, page, changed_since)
     if response.status == 200:
@@ -263,12 +284,57 @@ def _batch(state: SandboxState, bookmaker: int, sub_bookmaker: int, page: int, c
     return Response(200, body, JSON)
 
 
+def _hostile_batch(
+    state: SandboxState, bookmaker: int, sub_bookmaker: int, page: int, changed_since: float | None, fault: Fault
+) -> Response:
+    """Pages that never end, repeat, or hold far more than a page: bare arrays, no page count to stop at."""
+    page_size = state.page_size
+    if fault.kind == "endless_pages":
+        day = state.current_day
+        first = (page - 1) * page_size + 1
+        items = [
+            profiles.profile_json(state.seed, bookmaker, sub_bookmaker, index, 0, day)
+            for index in range(first, first + page_size)
+        ]
+        return Response(200, b"[" + b",".join(items) + b"]", JSON)
+    if fault.kind == "alternating_pages":
+        refs, _ = state.batch_refs(bookmaker, sub_bookmaker, 2 - page % 2, page_size, changed_since)
+        return Response(
+            200, b"[" + b",".join(state.profile_json(bookmaker, sub_bookmaker, r) for r in refs) + b"]", JSON
+        )
+    count = OVERSIZED_PAGE_ITEMS if fault.value is None else int(fault.value)
+    # Small items: a page this long is refused for its length before any profile is read.
+    return Response(200, b"[" + b",".join(b'{"playerId":"player_%d"}' % n for n in range(1, count + 1)) + b"]", JSON)
+
+
 def _fault_response(fault: Fault) -> Response:
     if fault.kind == "hang":
         return Response(0, hang=True)
     if fault.kind == "retry_after":
-        return problem(429, "Injected fault: too many requests.", headers=[("Retry-After", str(fault.retry_after))])
+        retry_after = str(fault.retry_after if fault.value is None else fault.value)
+        return problem(429, "Injected fault: too many requests.", headers=[("Retry-After", retry_after)])
+    if fault.kind == "gzip_bomb":
+        size = GZIP_BOMB_BYTES if fault.value is None else int(fault.value)
+        return Response(200, gzip_bomb(size), JSON, [("Content-Encoding", "gzip")])
+    if fault.kind == "json_bomb":
+        depth = JSON_BOMB_DEPTH if fault.value is None else int(fault.value)
+        return Response(200, b"[" * depth + b"]" * depth, JSON)
     return problem(fault.status, f"Injected fault: HTTP {fault.status} {phrase(fault.status)}.")
+
+
+_BOMB_MEMBER_INFLATED: Final = 8 * 1024 * 1024
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """About ``size`` bytes of gzip that inflate to ~1000 times as many bytes of one JSON string.
+
+    Decoders inflate the members of a gzip body one after the other, so repeating one small member
+    builds the bomb without ever holding what it inflates to.
+    """
+    opening = gzip.compress(b'"', mtime=0)
+    member = gzip.compress(b"0" * _BOMB_MEMBER_INFLATED, compresslevel=9, mtime=0)
+    return opening + member * max(1, (size - len(opening)) // len(member))
 
 
 def _bend(response: Response, fault: Fault) -> Response:

@@ -14,6 +14,17 @@ Targets: ``token`` (``POST /oauth/token``), ``profile`` (single-player route), `
 
 ``times`` counts down each time the fault fires and the fault is removed at 0 (None = forever);
 ``page`` restricts a fault to that page of the batch route.
+
+Hostile API answers (targets ``api``, ``profile``, ``batch``):
+
+* ``drip``: the normal answer, its body sent one byte every ``delay`` s;
+* ``gzip_bomb``: a 200 whose gzip body of ``value`` bytes (default 306 kB) inflates to ~1000 times that;
+* ``json_bomb``: a 200 whose JSON nests ``value`` arrays deep (default 5000);
+* ``echo_token``: answer ``status`` with a ProblemDetails whose detail echoes the bearer token;
+* ``retry_after`` also takes ``value``: a string sent verbatim as ``Retry-After`` (an HTTP date);
+* batch only: ``endless_pages`` (every page full of ids never sent before, no page count),
+  ``alternating_pages`` (odd pages answer page 1, even pages page 2), ``oversized_page`` (one page
+  of ``value`` items, default 200,000, whatever the page size).
 """
 
 from __future__ import annotations
@@ -22,7 +33,12 @@ import dataclasses
 from typing import Any, Final
 
 TARGETS: Final = frozenset({"token", "api", "profile", "batch"})
-BEFORE_KINDS: Final = frozenset({"status", "retry_after", "slow", "hang"})
+# --- hostile API answers (client/api.py's bounds) ---
+API_HOSTILE_KINDS: Final = frozenset(
+    {"drip", "gzip_bomb", "json_bomb", "echo_token", "endless_pages", "alternating_pages", "oversized_page"}
+)
+# --- end of hostile API answers ---
+BEFORE_KINDS: Final = frozenset({"status", "retry_after", "slow", "hang"}) | API_HOSTILE_KINDS
 BODY_KINDS: Final = frozenset({"non_json", "missing_field", "bad_type"})
 KINDS: Final = BEFORE_KINDS | BODY_KINDS
 ENVELOPE_KEYS: Final = frozenset({"items", "results", "page", "pageSize", "totalPages", "totalCount"})
@@ -71,6 +87,8 @@ class Fault:
             raise ValueError("Fault times must be None or an integer >= 1.")
         if self.page is not None and (not isinstance(self.page, int) or self.page < 1):
             raise ValueError("Fault page must be None or an integer >= 1.")
+        if self.kind in API_HOSTILE_KINDS and self.target != "token":
+            _check_api_fault(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -88,6 +106,23 @@ class Fault:
 
     def field_name(self, endpoint: str) -> str:
         return self.field or _DEFAULT_FIELDS[(endpoint, self.kind)]
+
+
+# --- hostile API answers: checks ---
+BATCH_ONLY_KINDS: Final = frozenset({"endless_pages", "alternating_pages", "oversized_page"})
+
+
+def _check_api_fault(fault: Fault) -> None:
+    if fault.kind in BATCH_ONLY_KINDS and fault.target != "batch":
+        raise ValueError(f"Fault kind {fault.kind!r} applies to the batch target only.")
+    if fault.kind == "echo_token" and fault.status < 400:
+        raise ValueError("An echo_token fault's status must be an error (4xx or 5xx).")
+    sized = fault.kind in {"gzip_bomb", "json_bomb", "oversized_page"} and fault.value is not None
+    if sized and (isinstance(fault.value, bool) or not isinstance(fault.value, int) or fault.value < 1):
+        raise ValueError(f"A {fault.kind} fault's value must be None or a size >= 1.")
+
+
+# --- end of hostile API answers: checks ---
 
 
 def _bad_value(current: Any) -> Any:
