@@ -1,8 +1,9 @@
 """The load generator: threads calling the demo's risk-profile view for the whole scenario.
 
-Bounded in threads, in calls and in time, and aimed at loopback only. Most calls ask with
-``?fresh=1`` so that each one goes through the token and the API (a cached profile would use
-neither); one in ten asks without it, so the profile cache and its stale fallback are exercised
+Bounded in threads, in calls and in time, and aimed at loopback only. Each thread logs in as a
+staff user, since the demo honours ``?fresh=1`` only for staff. Most calls ask with ``?fresh=1``
+so that each one goes through the token and the API (a cached profile would use neither); one in
+ten asks without it, so the profile cache and its stale fallback are exercised
 too. Each answer is recorded (times, status, the error class the view names, the profile's
 source); each distinct body, with its headers, is kept for the leak search.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -22,6 +24,21 @@ from urllib.parse import urlsplit
 import requests
 
 MAX_CALLS = 400_000
+
+
+def staff_session(base_url: str, username: str, password: str, *, next_path: str = "/admin/") -> requests.Session:
+    """A session logged in through the admin's login form; raises if the login did not take."""
+    session = requests.Session()
+    login = f"{base_url.rstrip('/')}/admin/login/"
+    page = session.get(login, timeout=30)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    if found is None:
+        raise RuntimeError(f"no login form at {login} ({page.status_code})")
+    data = {"username": username, "password": password, "csrfmiddlewaretoken": found.group(1), "next": next_path}
+    session.post(login, timeout=30, data=data)
+    if "sessionid" not in session.cookies:
+        raise RuntimeError(f"the login of {username!r} did not take")
+    return session
 
 
 def active_players(count: int = 300) -> list[str]:
@@ -61,6 +78,7 @@ class Load:
         think: float = 0.02,
         max_seconds: float = 900.0,
         seed: int = 1,
+        login: tuple[str, str] | None = None,
     ) -> None:
         if urlsplit(base_url).hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the load generator only calls loopback")
@@ -76,6 +94,7 @@ class Load:
         self._workers: list[threading.Thread] = []
         self._digests: set[str] = set()
         self._seed = seed
+        self.login = login  # (username, password) of a staff user; set before start()
 
     def start(self) -> Load:
         self._deadline = time.monotonic() + self.max_seconds
@@ -93,7 +112,7 @@ class Load:
 
     def _run(self, index: int) -> None:
         rng = random.Random(self._seed * 1000 + index)  # test data, not crypto
-        session = requests.Session()
+        session = self._session()
         while not self._stop.is_set() and time.monotonic() < self._deadline and len(self.calls) < MAX_CALLS:
             account = rng.choice(self.players)
             fresh = rng.random() < 0.9
@@ -103,7 +122,7 @@ class Load:
                 response = session.get(url, timeout=(2, 30))
             except requests.RequestException as err:
                 self._record(Call(started, time.time(), 0, type(err).__name__, str(err)[:200], None, fresh, None))
-                session = requests.Session()
+                session = self._session()
             else:
                 ended = time.time()
                 error = message = source = None
@@ -127,6 +146,16 @@ class Load:
                     )
                 )
             self._stop.wait(self.think)
+
+    def _session(self) -> requests.Session:
+        if self.login is None:
+            return requests.Session()
+        while not self._stop.is_set():
+            try:
+                return staff_session(self.base_url, *self.login)
+            except (requests.RequestException, RuntimeError):
+                self._stop.wait(0.5)  # the web tier is down: calls record that; log in when it is back
+        return requests.Session()
 
     def _record(self, call: Call) -> None:
         with self._lock:

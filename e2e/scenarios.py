@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import OVERRIDES, Cluster, Profile, Secrets, Timing, wait_until
-from .load import Load, error_counts, failed, latency_ms
+from .load import Load, error_counts, failed, latency_ms, staff_session
 from .observe import Monitor, events, status_delta, token_delta
 from .results import ScenarioResult
 
@@ -87,6 +87,7 @@ def deployment(ctx: Context, name: str, *, enforce_reuse: bool = True, threads: 
             flush=True,
         )
         monitor.start()
+        load.login = _load_user(cluster)
         load.start()
         yield Deployment(cluster, load, monitor, ctx)
     finally:
@@ -949,28 +950,24 @@ def leak_search(ctx: Context, result: ScenarioResult) -> None:
         print(f"      {hit.path}: {hit.label}: {hit.excerpt}")
 
 
+def _load_user(cluster: Cluster) -> tuple[str, str]:
+    """A staff user for the load generator: the demo honours ``?fresh=1`` only for staff."""
+    from .cluster import manage
+
+    out = manage(cluster.env(), "bettorsense_demo_user", "--username", "e2e-load")
+    found = re.search(r"password: (\S+)", out)
+    if found is None:
+        raise RuntimeError("bettorsense_demo_user printed no password")
+    return "e2e-load", found.group(1)
+
+
 def _admin_pages(cluster: Cluster) -> str:
     """Log in as the demo's staff user and keep the admin health page; returns the password (a needle)."""
-    import requests
-
     from .cluster import manage
 
     out = manage(cluster.env(), "bettorsense_demo_user", "--username", "e2e-staff")
     password = re.search(r"password: (\S+)", out).group(1)  # type: ignore[union-attr]
-    session = requests.Session()
-    login = f"{cluster.web_url}/admin/login/"
-    page = session.get(login, timeout=30)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    session.post(
-        login,
-        timeout=30,
-        data={
-            "username": "e2e-staff",
-            "password": password,
-            "csrfmiddlewaretoken": token,
-            "next": "/admin/bettorsense/health/",
-        },
-    )
+    session = staff_session(cluster.web_url, "e2e-staff", password, next_path="/admin/bettorsense/health/")
     page = session.get(f"{cluster.web_url}/admin/bettorsense/health/", timeout=30)
     cluster.save_body("s7-admin-health", page.status_code, page.headers, page.content)
     if page.status_code != 200 or "Health" not in page.text:
