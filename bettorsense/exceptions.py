@@ -17,6 +17,8 @@ not start is a :class:`SyncRefused`, outside it too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ImproperlyConfigured
 
 from bettorsense.redaction import redact
@@ -129,6 +131,22 @@ class TokenEndpointUnreachable(TokenError, TransientError):
 
 class MalformedTokenResponse(TokenError, OperatorActionRequired):
     default_hint = "The token endpoint answered something that is not an OAuth token response."
+
+
+class TokenRedirected(TokenError, OperatorActionRequired):
+    """The token endpoint answered a 3xx: the request, which carries the client secret, is never resent.
+
+    ``location`` is where it pointed, without user info, query or fragment (None without a Location).
+    """
+
+    default_hint = (
+        "TOKEN_URL must be the token endpoint itself, over https; if the endpoint really moved, set "
+        "TOKEN_URL to its new address."
+    )
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
 
 
 class TokenBackoff(TokenError, TransientError):

@@ -153,25 +153,7 @@ def test_the_search_finds_a_planted_canary(canary, settings):
 
 # --- each stage ---------------------------------------------------------------------------------
 
-# Leaks found in code owned by the token engineer (tokens/endpoint.py, tokens/crypto.py), reported
-# to them rather than fixed here; strict, so that each fix shows up as an XPASS to remove.
-LEAK_IN_ENDPOINT_POST = pytest.mark.xfail(
-    strict=True,
-    reason="tokens/endpoint.py catches only requests.RequestException: a MemoryError keeps requests' "
-    "frames (the form body with client_secret) on the traceback",
-)
-LEAK_IN_PARSE = pytest.mark.xfail(
-    strict=True,
-    reason="tokens/endpoint.py passes secrets=(config.client_secret,) to parse_token_response: the tuple is "
-    "in its frame and in sensitive_variables_wrapper's func_kwargs (use redaction.redact_for(config, ...))",
-)
-LEAK_IN_UNSEAL = pytest.mark.xfail(
-    strict=True,
-    reason="tokens/crypto.py unseal() holds key_material (SECRET_KEY by default) in its frame while decrypting",
-)
 
-
-@LEAK_IN_ENDPOINT_POST
 def test_the_token_post_raising_inside_requests(canary, settings, memory_error_in_requests):
     memory_error_in_requests()
     assert_no_leak(failure_of(lambda: get_player_risk_profile("player_1", fresh=True)), settings, "the token POST")
@@ -192,7 +174,6 @@ def test_the_token_post_unreachable(canary, settings):
     ],
     ids=["non-json", "bad-expires-in", "no-access-token", "401"],
 )
-@LEAK_IN_PARSE
 def test_parsing_the_token_answer(canary, sandbox, settings, fault):
     sandbox.state.add_fault(fault)
     assert_no_leak(failure_of(lambda: tokens.get_token()), settings, "parsing the token answer")
@@ -246,7 +227,6 @@ def test_a_corrupt_cache_entry_under_the_health_endpoint(canary, settings, name,
     assert not leaks(answer.content.decode() + repr(snapshot.take_snapshot()), {issued})
 
 
-@LEAK_IN_UNSEAL
 def test_the_health_snapshot(canary, settings, monkeypatch):
     """A MemoryError while the snapshot decrypts the shared token (no sandbox fault reaches there)."""
     issued = tokens.get_token().value

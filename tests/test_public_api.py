@@ -70,6 +70,7 @@ EXCEPTIONS = {
     "TokenTimeout": (("TokenError", "TransientError"), True),
     "TokenEndpointUnreachable": (("TokenError", "TransientError"), True),
     "MalformedTokenResponse": (("TokenError", "OperatorActionRequired"), False),
+    "TokenRedirected": (("TokenError", "OperatorActionRequired"), False),
     "TokenBackoff": (("TokenError", "TransientError"), True),
     "TokenWaitTimeout": (("TokenError", "TransientError"), True),
     "InvalidInput": (("BettorSenseError", "ValueError"), False),

@@ -12,6 +12,15 @@ Targets: ``token`` (``POST /oauth/token``), ``profile`` (single-player route), `
   ``playerId`` / ``riskScore`` for profiles (every item of a batch page, or an envelope key such
   as ``items`` or ``totalPages`` when named).
 
+Hostile answers of the token endpoint (target ``token`` only):
+
+* ``redirect``: answer ``status`` (a 3xx) with ``Location: value``;
+* ``retry_after`` with a ``value``: that text as the ``Retry-After`` header (``"Infinity"``, an HTTP
+  date), instead of the whole seconds of ``retry_after``;
+* ``gzip_bomb``: a 200 whose gzip body of ``value`` bytes (default 1.5 MB) decompresses to ~1000 times that;
+* ``json_bomb``: a 200 whose JSON nests ``value`` arrays deep (default 5000);
+* ``drip``: the normal answer, its body sent one byte every ``delay`` seconds.
+
 ``times`` counts down each time the fault fires and the fault is removed at 0 (None = forever);
 ``page`` restricts a fault to that page of the batch route.
 
@@ -40,7 +49,10 @@ API_HOSTILE_KINDS: Final = frozenset(
 # --- end of hostile API answers ---
 BEFORE_KINDS: Final = frozenset({"status", "retry_after", "slow", "hang"}) | API_HOSTILE_KINDS
 BODY_KINDS: Final = frozenset({"non_json", "missing_field", "bad_type"})
-KINDS: Final = BEFORE_KINDS | BODY_KINDS
+# --- token endpoint: hostile answers ---
+TOKEN_KINDS: Final = frozenset({"redirect", "gzip_bomb", "json_bomb", "drip"})
+# --- end token endpoint ---
+KINDS: Final = BEFORE_KINDS | BODY_KINDS | TOKEN_KINDS
 ENVELOPE_KEYS: Final = frozenset({"items", "results", "page", "pageSize", "totalPages", "totalCount"})
 
 HTML_PAGE: Final = (
@@ -89,6 +101,8 @@ class Fault:
             raise ValueError("Fault page must be None or an integer >= 1.")
         if self.kind in API_HOSTILE_KINDS and self.target != "token":
             _check_api_fault(self)
+        elif self.kind in TOKEN_KINDS:
+            _check_token_fault(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -123,6 +137,22 @@ def _check_api_fault(fault: Fault) -> None:
 
 
 # --- end of hostile API answers: checks ---
+
+
+def _check_token_fault(fault: Fault) -> None:
+    if fault.target != "token":
+        raise ValueError(f"Fault kind {fault.kind!r} applies to the token target only.")
+    if fault.kind == "redirect":
+        if not 300 <= fault.status <= 399:
+            raise ValueError("A redirect fault's status must be a 3xx.")
+        if not isinstance(fault.value, str) or not fault.value:
+            raise ValueError("A redirect fault's value must be the Location URL.")
+    elif fault.kind in {"gzip_bomb", "json_bomb"} and not _is_size_or_none(fault.value):
+        raise ValueError(f"A {fault.kind} fault's value must be None or a size >= 1.")
+
+
+def _is_size_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
 def _bad_value(current: Any) -> Any:

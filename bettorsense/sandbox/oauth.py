@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import gzip
 import hmac
 import json
 import logging
@@ -33,7 +35,7 @@ from typing import Final
 from urllib.parse import parse_qs, unquote
 
 from bettorsense.sandbox.faults import HTML_PAGE, Fault, bend_token_body
-from bettorsense.sandbox.responses import HTML, Response, dumps, json_response
+from bettorsense.sandbox.responses import HTML, JSON, Response, dumps, json_response
 from bettorsense.sandbox.state import AUDIENCE_ENVIRONMENTS, ReuseViolation, SandboxState
 
 logger = logging.getLogger(__name__)
@@ -141,14 +143,17 @@ def handle_token_request(
         params, parse_error = None, err
     client_key = _client_key(state, _claimed_client_id(params or {}, authorization))
 
-    delay = 0.0
+    delay = drip = 0.0
     fault = state.take_fault(("token",), body=False)
     if fault is not None:
-        if fault.kind != "slow":
+        if fault.kind == "slow":
+            delay = fault.delay
+        elif fault.kind == "drip":
+            drip = fault.delay
+        else:
             state.note_token_request(client_key, f"fault_{fault.kind}")
             logger.info("Sandbox token request answered by fault %s", fault.kind)
             return _fault_response(fault)
-        delay = fault.delay
 
     try:
         if parse_error is not None:
@@ -166,6 +171,7 @@ def handle_token_request(
         if body_fault is not None:
             response = _bend(response, body_fault)
     response.delay = delay
+    response.drip = drip
     return response
 
 
@@ -230,14 +236,34 @@ def _fault_response(fault: Fault) -> Response:
     if fault.kind == "hang":
         return Response(0, hang=True)
     if fault.kind == "retry_after":
-        return oauth_error(
-            429,
-            "too_many_requests",
-            "Global limit has been reached",
-            [("Retry-After", str(fault.retry_after))],
-        )
+        retry_after = str(fault.retry_after if fault.value is None else fault.value)
+        return oauth_error(429, "too_many_requests", "Global limit has been reached", [("Retry-After", retry_after)])
+    if fault.kind == "redirect":
+        return Response(fault.status, b"", HTML, [("Location", str(fault.value)), *_NO_STORE])
+    if fault.kind == "gzip_bomb":
+        size = GZIP_BOMB_BYTES if fault.value is None else int(fault.value)
+        return Response(200, gzip_bomb(size), JSON, [("Content-Encoding", "gzip"), *_NO_STORE])
+    if fault.kind == "json_bomb":
+        depth = JSON_BOMB_DEPTH if fault.value is None else int(fault.value)
+        return Response(200, b"[" * depth + b"]" * depth, JSON, list(_NO_STORE))
     error = "temporarily_unavailable" if fault.status == 503 else "server_error"
     return oauth_error(fault.status, error, f"Injected fault: HTTP {fault.status}")
+
+
+GZIP_BOMB_BYTES: Final = 1_500_000
+JSON_BOMB_DEPTH: Final = 5000
+_BOMB_MEMBER_INFLATED: Final = 8 * 1024 * 1024
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """About ``size`` bytes of gzip that inflate to ~1000 times as many zeros.
+
+    A gzip body may hold several members, which decoders inflate one after the other: repeating
+    one small member builds the bomb without ever holding what it inflates to.
+    """
+    member = gzip.compress(b"\0" * _BOMB_MEMBER_INFLATED, compresslevel=9, mtime=0)
+    return member * max(1, size // len(member))
 
 
 def _bend(response: Response, fault: Fault) -> Response:

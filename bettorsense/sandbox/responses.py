@@ -29,7 +29,8 @@ _PROBLEM_TYPES: Final[dict[int, str]] = {
 
 @dataclass
 class Response:
-    """What to send. ``delay`` seconds are waited first; ``hang`` means never answer at all."""
+    """What to send. ``delay`` seconds are waited first; ``hang`` means never answer at all; with
+    ``drip``, the body goes one byte every ``drip`` seconds."""
 
     status: int
     body: bytes = b""
@@ -37,6 +38,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     delay: float = 0.0
     hang: bool = False
+    drip: float = 0.0
 
 
 def dumps(payload: Any) -> bytes:

@@ -154,10 +154,21 @@ class _Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            self.wfile.write(head + body)
+            if response.drip:
+                self._drip(head, body, response.drip)
+            else:
+                self.wfile.write(head + body)
         except OSError:
             self.close_connection = True
         logger.debug("%s %s -> %s", self.command, self.path.partition("?")[0], response.status)
+
+    def _drip(self, head: bytes, body: bytes, every: float) -> None:
+        self.wfile.write(head)
+        for index in range(len(body)):
+            if self.server.sandbox._stopping.wait(every):
+                self.close_connection = True
+                return
+            self.wfile.write(body[index : index + 1])
 
 
 _date_cache: tuple[int, str] = (0, "")

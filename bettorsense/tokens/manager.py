@@ -207,7 +207,12 @@ class TokenManager:
         if owner is None:  # another caller took it since the state was read
             return self._decide(caller, local, state, waited=waited, lock=Lock.TAKEN)
         try:
-            decision = self._decide(caller, local, self.shared.read_state(), waited=waited, lock=Lock.OURS)
+            fresh = self.shared.read_state()
+            if fresh.backoff is not None and state.backoff is None:
+                # The caller that held the lock before us failed and set the backoff after our first
+                # read: decide as the callers who saw it do, or every waiter would request once more.
+                return self._decide(caller, local, fresh, waited=waited, lock=Lock.TAKEN)
+            decision = self._decide(caller, local, fresh, waited=waited, lock=Lock.OURS)
             if decision.action is not Action.RENEW:
                 return decision
             return self._renew(origin, decision.fallback)
@@ -253,11 +258,13 @@ class TokenManager:
 
     def _backoff_delay(self, err: TokenError) -> float:
         failures = self.shared.count_failure()
-        delay = min(self.config.backoff_max, self.config.backoff_base * 2.0 ** max(0, failures - 1))
+        delay = self.config.backoff_base * 2.0 ** min(max(0, failures - 1), 64)
         delay *= 0.8 + 0.4 * random.random()  # noqa: S311  (jitter, not crypto)
         if err.retry_after is not None:
-            delay = max(delay, float(err.retry_after))
-        return delay
+            delay = max(delay, err.retry_after)
+        # Capped after the jitter and after Retry-After: whatever the endpoint says, the fleet asks
+        # again within BACKOFF_MAX.
+        return min(delay, self.config.backoff_max)
 
     def _wait(self, decision: Decision, deadline: float) -> None:
         if self.clock.monotonic() >= deadline:
@@ -276,7 +283,7 @@ class TokenManager:
                 token = self._request_token(origin)
             except TokenError as err:
                 now = self.clock.now()
-                retry_in = max(self.config.backoff_base, err.retry_after or 0.0)
+                retry_in = min(max(self.config.backoff_base, err.retry_after or 0.0), self.config.backoff_max)
                 self._local_backoff = Backoff(until=now + retry_in, error=type(err).__name__, message=str(err)[:300])
                 # quiet_until 0: look at the cache again soon, it may be back.
                 decision = after_failed_renewal(now, decision.fallback, self.policy, quiet_until=0.0)

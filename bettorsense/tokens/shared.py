@@ -79,7 +79,7 @@ class SharedTokenCache:
     def _unseal_token(self, sealed: Any) -> AccessToken | Tombstone | None:
         if not isinstance(sealed, str):
             return None
-        data = unseal(self.config.encryption_key, sealed)
+        data = unseal(self.config, sealed)
         if data is None:
             return None  # sealed under another key (SECRET_KEY rotated) or tampered with
         if "tombstone" in data:
@@ -101,7 +101,7 @@ class SharedTokenCache:
             "i": token.issued_at,
             "e": token.expires_at,
         }
-        return seal(self.config.encryption_key, payload)
+        return seal(self.config, payload)
 
     def write_token(self, token: AccessToken) -> bool:
         """Publish a new token; False if the cache would not keep it.
@@ -127,7 +127,7 @@ class SharedTokenCache:
         current = self.read_token()
         if not isinstance(current, AccessToken) or current.value != token_value:
             return False
-        sealed = seal(self.config.encryption_key, {"tombstone": current.fingerprint})
+        sealed = seal(self.config, {"tombstone": current.fingerprint})
         with guard_cache():
             self.cache.set(self.token_key, sealed, _entry_ttl(current, self.clock.now()))
         return True
@@ -140,15 +140,37 @@ class SharedTokenCache:
         return self._active_backoff(data)
 
     def _active_backoff(self, data: Any) -> Backoff | None:
-        if not isinstance(data, dict) or float(data.get("until", 0)) <= self.clock.now():
+        """The entry as a backoff ending within BACKOFF_MAX, or None if it is over or unreadable.
+
+        The entry may be foreign (another version of the app, a hand-edited cache) or older than a
+        change of BACKOFF_MAX: the cap keeps any of them from stopping the fleet for longer.
+        """
+        if not isinstance(data, dict):
             return None
-        return Backoff(until=float(data["until"]), error=str(data["error"]), message=str(data["message"]))
+        try:
+            until = float(data.get("until", 0))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        now = self.clock.now()
+        if not until > now:  # also refuses NaN
+            return None
+        return Backoff(
+            until=min(until, now + self.config.backoff_max),
+            error=str(data.get("error", ""))[:100],
+            message=str(data.get("message", ""))[:300],
+        )
 
     def write_backoff(self, err: BettorSenseError, delay: float) -> None:
+        delay = min(delay, self.config.backoff_max) if delay >= 0 else 0.0
         data = {"until": self.clock.now() + delay, "error": type(err).__name__, "message": str(err)[:300]}
+        # Read back, as write_token does: a dropped write would let every waiting caller request again.
         try:
             with guard_cache():
-                self.cache.set(self.backoff_key, data, ttl_seconds(delay))
+                for attempt in range(8):
+                    self.cache.set(self.backoff_key, data, ttl_seconds(delay))
+                    if self.cache.get(self.backoff_key) == data:
+                        return
+                    time.sleep(0.005 * (attempt + 1))  # paces the database, so real time, not token time
         except CacheUnavailable:
             pass
 
