@@ -148,6 +148,7 @@ VIEW_STATUS_BY_ERROR = {
     "TokenTimeout": 503,
     "TokenEndpointUnreachable": 503,
     "MalformedTokenResponse": 502,
+    "TokenRedirected": 502,
     "TokenBackoff": 503,
     "TokenWaitTimeout": 503,
     "InvalidInput": 400,

@@ -249,7 +249,9 @@ def test_a_gzip_bomb_is_refused_past_the_limit_with_little_memory(configure, san
 
     assert isinstance(err, MalformedTokenResponse)
     assert "TOKEN_MAX_BYTES" in str(err)
-    assert peak < 4 * 1024 * 1024
+    # tracemalloc also counts the in-process sandbox building and sending its 1.5 MB body; inflating
+    # the answer instead of stopping at the limit would cost about 1.5 GB.
+    assert peak < 32 * 1024 * 1024
 
 
 def test_the_byte_limit_is_a_setting(configure, sandbox):
