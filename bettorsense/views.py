@@ -14,6 +14,7 @@ import logging
 from django.http import HttpRequest, JsonResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 
 from bettorsense.conf import get_config
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 VIEW_PERMISSION = "bettorsense.view_health"
 
 
+@sensitive_variables("expected", "given")
 def bearer_key_matches(request: HttpRequest) -> bool:
     """Whether the request carries the configured HEALTH_TOKEN (constant-time comparison)."""
     try:

@@ -38,6 +38,7 @@ def _scenarios() -> dict[int, tuple[str, Runner]]:
         5: ("API faults: 503/429 bursts, revoked token, breaker", scenarios.api_faults),
         6: ("Bad input at the demo's edge", scenarios.bad_input),
         7: ("Leaks: secrets and tokens in every log and answer", scenarios.leak_search),
+        8: ("Token endpoint answers Retry-After 10^12, then heals", scenarios.huge_retry_after),
     }
 
 

@@ -431,6 +431,94 @@ def token_outage(ctx: Context, result: ScenarioResult, outage_lifetimes: float =
     result.check("health after recovery", after_body["status"], "ok", after_body["status"] == "ok")
 
 
+def huge_retry_after(ctx: Context, result: ScenarioResult) -> None:
+    """The token endpoint answers 429 with ``Retry-After: 10^12`` once, then heals, under load.
+
+    The fleet's backoff is capped at ``BACKOFF_MAX``: it recovers within that plus one beat interval
+    (and one token request), health keeps answering, and no call waits longer than a call's deadline.
+    """
+    from bettorsense.conf import DEFAULTS
+
+    maximum = float(DEFAULTS["BACKOFF_MAX"])
+    connect, read = float(OVERRIDES["CONNECT_TIMEOUT"]), float(OVERRIDES["READ_TIMEOUT"])
+    # The longest a call may take: waiting for another process's renewal, one token request, the API call.
+    deadline = float(DEFAULTS["TOKEN_WAIT_TIMEOUT"]) + connect + read + float(DEFAULTS["RETRY_BUDGET"]) + read
+    timing = ctx.timing
+    with deployment(ctx, f"s8-{ctx.profile.name}") as d:
+        cluster, lifetime = d.cluster, d.lifetime
+        start = d.monitor.sample()
+
+        def refusals() -> int:
+            return sum(d.monitor.sample().tokens["rejected"].values()) - sum(start.tokens["rejected"].values())
+
+        cluster.sandbox.add_fault(target="token", kind="retry_after", value="1000000000000")
+        wait_until("a token request answered 429", lambda: refusals() > 0, 2 * lifetime, interval=0.1)
+        cluster.sandbox.clear_faults()
+        healed = time.time()
+        answers = []
+        for index in range(5):
+            code, body = cluster.health(f"s8-backoff-{index}")
+            answers.append((code, body))
+            d.sleep(1)
+        backoff_left = None
+        first_body = answers[0][1]
+        if first_body.get("token", {}).get("backoff_until"):
+            backoff_left = max(0.0, _epoch(first_body["token"]["backoff_until"]) - healed)
+        limit = maximum + timing.refresh_every + connect + read
+        # The token in hand outlives the heal by a little; the fleet then fails fast until the backoff ends.
+        expired = wait_until(
+            "a call failing once the token in hand expired",
+            lambda: next((c for c in d.load.between(healed, time.time()) if not c.ok), None),
+            lifetime,
+            interval=0.2,
+        )
+        recovered = wait_until(
+            "a successful fresh call after the backoff",
+            lambda: next((c for c in d.load.between(expired.started, time.time()) if c.ok and c.fresh), None),
+            limit + 5,
+            interval=0.2,
+        )
+        d.sleep(lifetime / 2)
+        _, after_body = cluster.health("s8-after")
+        end = d.monitor.sample()
+        calls = d.load.between(start.at, end.at)
+
+    delay = recovered.ended - healed
+    result.check(
+        "backoff set by Retry-After 10^12",
+        "none" if backoff_left is None else f"{backoff_left:.1f} s left just after the 429",
+        f"≤ BACKOFF_MAX ({maximum:g} s)",
+        backoff_left is None or backoff_left <= maximum + 1,
+    )
+    result.check(
+        "health while the fleet backs off",
+        ", ".join(f"{code} {body.get('status')}" for code, body in answers),
+        "every answer 200 or 503 with a status (never a 500)",
+        all(code in (200, 503) and body.get("status") in ("ok", "degraded", "down") for code, body in answers),
+    )
+    result.check(
+        "recovery after the endpoint healed",
+        f"first good fresh call {delay:.1f} s later (calls failing from {expired.started - healed:.1f} s)",
+        f"≤ {limit:.0f} s (BACKOFF_MAX + one beat interval + one token request)",
+        delay <= limit,
+    )
+    slowest = max((c.latency for c in calls), default=0.0)
+    result.check(
+        "longest call during the scenario",
+        f"{slowest:.2f} s over {len(calls)} calls ({len(failed(calls))} failed: {error_counts(failed(calls))})",
+        f"≤ {deadline:g} s (a call's deadline)",
+        bool(calls) and slowest <= deadline,
+    )
+    after = d.load.between(recovered.ended, end.at)
+    result.check(
+        "calls after recovery",
+        f"{len(failed(after))} failed of {len(after)}",
+        "0 failed",
+        not failed(after) and len(after) > 0,
+    )
+    result.check("health after recovery", after_body["status"], "ok", after_body["status"] == "ok")
+
+
 def _epoch(iso: str) -> float:
     from datetime import datetime
 
