@@ -219,3 +219,10 @@ def test_token_command(configure, sandbox):
     configure(CLIENT_SECRET="wrong")
     with pytest.raises(CommandError, match="rejected the client credentials"):
         call_command("bettorsense_token", "--refresh", stdout=StringIO())
+
+
+def test_demo_serves_the_admin_stylesheet_without_debug(client, settings):
+    settings.DEBUG = False
+    response = client.get("/static/admin/css/base.css")
+    assert response.status_code == 200
+    assert b"body" in b"".join(response.streaming_content)
