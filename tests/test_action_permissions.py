@@ -156,11 +156,13 @@ def test_a_new_sync_can_be_queued_once_the_queued_one_started(configure, sandbox
 # --- the demo user ------------------------------------------------------------------------------
 
 
-def test_demo_user_may_check_now_and_start_a_sync(configure, django_user_model):
+def test_demo_user_may_check_now_start_a_sync_and_see_the_store(configure, django_user_model, client):
     call_command("bettorsense_demo_user", stdout=StringIO())
     user = django_user_model.objects.get(username="bettorsense-demo")
-    for permission in ("view_health", "run_probe", "view_syncrun", "start_sync"):
+    for permission in ("view_health", "run_probe", "view_syncrun", "start_sync", "view_playerriskprofile"):
         assert user.has_perm(f"bettorsense.{permission}"), permission
+    client.force_login(user)
+    assert client.get("/admin/bettorsense/playerriskprofile/").status_code == 200
 
 
 # --- the demo view ------------------------------------------------------------------------------

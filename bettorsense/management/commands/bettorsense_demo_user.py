@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 DEFAULT_USERNAME = "bettorsense-demo"
-DEMO_PERMISSIONS = ("view_health", "run_probe", "view_syncrun", "start_sync")
+DEMO_PERMISSIONS = ("view_health", "run_probe", "view_syncrun", "start_sync", "view_playerriskprofile")
 
 
 class Command(BaseCommand):
