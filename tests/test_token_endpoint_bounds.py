@@ -176,6 +176,7 @@ def test_an_error_inside_requests_is_typed_and_leaves_requests_frames_out(
     configure, sandbox, settings, memory_error_in_requests
 ):
     settings.DEBUG = True
+    configure(BACKOFF_BASE=30.0)  # a backoff that outlasts the rendering of the reports below
 
     err = request_token_error(tokens.get_access_token)
 
@@ -183,11 +184,11 @@ def test_an_error_inside_requests_is_typed_and_leaves_requests_frames_out(
     assert "MemoryError" in str(err)
     assert err.__cause__ is None and err.__context__ is None
     assert token_requests(sandbox) == 1  # the request was made; reading it failed
+    assert tokens.get_token_manager().shared.read_backoff() is not None
     report = error_reports(err)
     assert "MalformedTokenResponse" in report
     assert "requests/sessions.py" not in report
     assert_no_secret(report)
-    assert tokens.get_token_manager().shared.read_backoff() is not None
 
 
 @pytest.mark.parametrize(
@@ -345,7 +346,7 @@ FAR_FUTURE = "Fri, 31 Dec 9999 23:59:59 GMT"
     ],
 )
 def test_a_huge_retry_after_backs_off_at_most_backoff_max(client, configure, sandbox, retry_after, believed):
-    configure(BACKOFF_MAX=5.0, HEALTH_TOKEN=HEALTH_KEY)
+    configure(BACKOFF_MAX=5.0, BACKOFF_BASE=4.0, HEALTH_TOKEN=HEALTH_KEY)  # a backoff that lasts past the reads
     if isinstance(retry_after, int):
         fault = Fault(target="token", kind="retry_after", retry_after=retry_after, times=1)
     else:
@@ -435,7 +436,7 @@ def test_an_unreadable_backoff_entry_is_no_backoff(configure, sandbox, entry):
 
 
 def test_a_dripping_body_cannot_hold_the_caller_past_the_deadline(configure, sandbox):
-    configure(CONNECT_TIMEOUT=0.5, READ_TIMEOUT=1.5)  # each byte comes within READ_TIMEOUT
+    configure(CONNECT_TIMEOUT=0.5, READ_TIMEOUT=1.5, BACKOFF_BASE=30.0)  # each byte comes within READ_TIMEOUT
     deadline = 0.5 + 1.5
     sandbox.state.add_fault(Fault(target="token", kind="drip", delay=1.0))
     started = time.monotonic()
