@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import time
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from bettorsense.exceptions import (
 from bettorsense.sandbox import Fault
 from bettorsense.sandbox.api import gzip_bomb
 from bettorsense.services import SeenIds, get_player_risk_profile, iter_risk_profile_pages
+from tests.support.error_reports import frame_variables
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,20 +36,6 @@ JAN_1_2030 = 1_893_456_000.0  # 2030-01-01T00:00:00Z
 
 def api_requests(sandbox: Any, route: str | None = None) -> list[Any]:
     return [r for r in list(sandbox.state.requests) if route is None or r.route == route]
-
-
-def frame_locals(error: BaseException) -> Iterator[str]:
-    """Every local of every frame an error report would show, as a Sentry-style collector sees it."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback = current.__traceback__
-        while traceback is not None:
-            for name, value in traceback.tb_frame.f_locals.items():
-                yield f"{name}={value!r}"
-            traceback = traceback.tb_next
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 # --- Retry-After ---------------------------------------------------------------------------------
@@ -236,7 +222,7 @@ def test_an_echoed_bearer_token_is_redacted(configure, sandbox, status, error):
     sandbox.state.add_fault(Fault(target="profile", kind="echo_token", status=status))
     with pytest.raises(BettorSenseError) as caught:
         get_player_risk_profile("player_3", fresh=True)
-    shown = [str(caught.value), repr(caught.value), *caught.value.args, *frame_locals(caught.value)]
+    shown = [str(caught.value), repr(caught.value), *caught.value.args, *frame_variables(caught.value)]
     assert type(caught.value) is error
     assert caught.value.detail is not None and "[redacted sha256:" in caught.value.detail
     value = current_token_value()
@@ -248,7 +234,7 @@ def test_no_frame_of_a_failed_call_holds_the_token(configure, sandbox):
     sandbox.state.add_fault(Fault(target="profile", kind="drip", delay=0.05))
     with pytest.raises(ServiceUnavailable) as caught:
         get_player_risk_profile("player_3", fresh=True)
-    collected = list(frame_locals(caught.value))
+    collected = list(frame_variables(caught.value))
     value = current_token_value()
     assert any(text.startswith("token=") for text in collected)  # the collector does see the frames...
     assert not [text for text in collected if value in text]  # ...and no token value in them

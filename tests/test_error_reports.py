@@ -32,6 +32,7 @@ from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile
 from bettorsense.views import health
 from tests.support import health_states
+from tests.support.error_reports import frame_variables
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,28 +67,6 @@ def failure_of(call: Callable[[], Any]) -> ExcInfo | None:
     return None
 
 
-def frame_variables(value: BaseException) -> str:
-    """What an error tracker's default frame variables hold: repr() of every local of every frame,
-    for the exception and each one it was raised from or during (unless suppressed)."""
-    lines: list[str] = []
-    seen: set[int] = set()
-    exc: BaseException | None = value
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None:
-            for name, local in tb.tb_frame.f_locals.items():
-                try:
-                    shown = repr(local)
-                except Exception as err:  # a repr that fails shows nothing
-                    shown = f"<repr failed: {type(err).__name__}>"
-                lines.append(f"{tb.tb_frame.f_code.co_name}: {name} = {shown}")
-            tb = tb.tb_next
-        # As Sentry walks the chain: "raise ... from None" hides the context.
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return "\n".join(lines)
-
-
 def reports(exc_info: ExcInfo, settings: Any) -> dict[str, str]:
     request = RequestFactory().get("/bettorsense/health/")
     rendered: dict[str, str] = {}
@@ -96,7 +75,7 @@ def reports(exc_info: ExcInfo, settings: Any) -> dict[str, str]:
         reporter = ExceptionReporter(request, *exc_info)
         rendered[f"the HTML report (DEBUG={debug})"] = reporter.get_traceback_html()
         rendered[f"the text report (DEBUG={debug})"] = reporter.get_traceback_text()
-    rendered["the frame variables"] = frame_variables(exc_info[1])
+    rendered["the frame variables"] = "\n".join(frame_variables(exc_info[1]))
     return rendered
 
 

@@ -14,14 +14,11 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 import pytest
 import requests
 from django.core.cache import caches
-from django.test import RequestFactory
-from django.views.debug import ExceptionReporter
 
 from bettorsense import tokens
 from bettorsense.client.http import get_session
@@ -39,6 +36,7 @@ from bettorsense.sandbox import Fault, SandboxServer, SandboxState
 from bettorsense.tokens.endpoint import TokenEndpoint
 from bettorsense.tokens.manager import TokenManager
 from tests.support.clock import FakeClock
+from tests.support.error_reports import django_reports, frame_variables
 from tests.support.sandbox import CLIENT_SECRET
 from tests.support.threads import run_in_threads
 
@@ -74,30 +72,9 @@ def request_token_error(call: Any) -> TokenError:
     return caught.value
 
 
-def every_frame_variable(err: BaseException) -> str:
-    """What an error tracker collects (Sentry's frame variables): every local of every frame on the
-    traceback, of the exception and of every exception chained to it, suppressed or not."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    pending: list[BaseException] = [err]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        tb: TracebackType | None = current.__traceback__
-        while tb is not None:
-            texts.extend(f"{name}={value!r}" for name, value in tb.tb_frame.f_locals.items())
-            tb = tb.tb_next
-        pending.extend(chained for chained in (current.__cause__, current.__context__) if chained is not None)
-    return "\n".join(texts)
-
-
 def error_reports(err: BaseException) -> str:
     """Django's technical 500 page and its text form, and the frame variables an error tracker sends."""
-    request = RequestFactory().get("/players/x/risk-profile/")
-    reporter = ExceptionReporter(request, type(err), err, err.__traceback__)
-    return "\n".join([reporter.get_traceback_html(), reporter.get_traceback_text(), every_frame_variable(err)])
+    return "\n".join([*django_reports(err, "/players/x/risk-profile/"), *frame_variables(err)])
 
 
 def assert_no_secret(report: str, *secrets: str) -> None:
