@@ -191,14 +191,18 @@ class Answer:
         return None
 
 
-def send(port: int, case: Case, timeout: float = 30.0) -> Answer:
+def send(port: int, case: Case, timeout: float = 30.0, *, session_id: str | None = None) -> Answer:
+    """One raw request; ``session_id`` sends a staff session's cookie (the demo honours ``fresh`` only for staff)."""
+    cookie = b"Cookie: sessionid=" + session_id.encode() + b"\r\n" if session_id else b""
     request = (
         case.method.encode()
         + b" "
         + case.target
         + b" HTTP/1.1\r\nHost: 127.0.0.1:"
         + str(port).encode()
-        + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        + b"\r\n"
+        + cookie
+        + b"Connection: close\r\nContent-Length: 0\r\n\r\n"
     )
     chunks: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:

@@ -838,8 +838,9 @@ def bad_input(ctx: Context, result: ScenarioResult) -> None:
                     recorded[(request["at"], request["path"], request["status"])] = request
 
         answers = []
+        session_id = staff_session(cluster.web_url, *_load_user(cluster, "e2e-fuzz")).cookies["sessionid"]
         for index, case in enumerate(cases()):
-            answer = send(cluster.web_port, case)
+            answer = send(cluster.web_port, case, session_id=session_id)
             answers.append((case, answer))
             cluster.save_body(
                 f"s6-fuzz-{index}",
@@ -1038,15 +1039,15 @@ def leak_search(ctx: Context, result: ScenarioResult) -> None:
         print(f"      {hit.path}: {hit.label}: {hit.excerpt}")
 
 
-def _load_user(cluster: Cluster) -> tuple[str, str]:
-    """A staff user for the load generator: the demo honours ``?fresh=1`` only for staff."""
+def _load_user(cluster: Cluster, username: str = "e2e-load") -> tuple[str, str]:
+    """A staff user for the load generator and the fuzzer: the demo honours ``?fresh=1`` only for staff."""
     from .cluster import manage
 
-    out = manage(cluster.env(), "bettorsense_demo_user", "--username", "e2e-load")
+    out = manage(cluster.env(), "bettorsense_demo_user", "--username", username)
     found = re.search(r"password: (\S+)", out)
     if found is None:
         raise RuntimeError("bettorsense_demo_user printed no password")
-    return "e2e-load", found.group(1)
+    return username, found.group(1)
 
 
 def _admin_pages(cluster: Cluster) -> str:
