@@ -7,6 +7,7 @@ Every backend failure becomes :class:`CacheUnavailable`, which the token manager
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +110,14 @@ class SharedTokenCache:
         Django's DatabaseCache.set() swallows a DatabaseError (SQLite's "database is locked" under
         concurrent writers, a unique-key race on PostgreSQL) and returns nothing, so read it back.
         """
-        sealed = self._seal_token(token)
+        return self._set_confirmed(self.token_key, self._seal_token(token), _entry_ttl(token, self.clock.now()))
+
+    def _set_confirmed(self, key: str, value: Any, ttl: int) -> bool:
+        """``cache.set`` read back, a few times; False if the cache would not keep the value."""
         with guard_cache():
             for attempt in range(8):
-                self.cache.set(self.token_key, sealed, _entry_ttl(token, self.clock.now()))
-                if self.cache.get(self.token_key) == sealed:
+                self.cache.set(key, value, ttl)
+                if self.cache.get(key) == value:
                     return True
                 time.sleep(0.005 * (attempt + 1))  # paces the database, so real time, not token time
         return False
@@ -163,16 +167,9 @@ class SharedTokenCache:
     def write_backoff(self, err: BettorSenseError, delay: float) -> None:
         delay = min(delay, self.config.backoff_max) if delay >= 0 else 0.0
         data = {"until": self.clock.now() + delay, "error": type(err).__name__, "message": str(err)[:300]}
-        # Read back, as write_token does: a dropped write would let every waiting caller request again.
-        try:
-            with guard_cache():
-                for attempt in range(8):
-                    self.cache.set(self.backoff_key, data, ttl_seconds(delay))
-                    if self.cache.get(self.backoff_key) == data:
-                        return
-                    time.sleep(0.005 * (attempt + 1))  # paces the database, so real time, not token time
-        except CacheUnavailable:
-            pass
+        # Read back, as the token is: a dropped write would let every waiting caller request again.
+        with contextlib.suppress(CacheUnavailable):
+            self._set_confirmed(self.backoff_key, data, ttl_seconds(delay))
 
     def count_failure(self) -> int:
         """Consecutive failed token requests across the fleet, this one included."""
