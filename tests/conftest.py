@@ -17,6 +17,7 @@ from django.core.cache.backends.db import DatabaseCache
 
 from bettorsense import tokens
 from bettorsense.sandbox import SandboxServer, SandboxState
+from tests.support.clock import FakeClock
 from tests.support.sandbox import sandbox_settings
 
 # The fleet test (eight processes, four threads each, with a 0.4 s renewal window) and the Celery
@@ -114,3 +115,13 @@ def _fresh_process_tokens() -> Iterator[None]:
     tokens.reset_process_state()
     yield
     tokens.reset_process_state()
+
+
+@pytest.fixture
+def clock(sandbox: SandboxServer) -> Iterator[FakeClock]:
+    """One fake time for the sandbox and for the managers a test builds with it."""
+    fake = FakeClock()
+    real = sandbox.state.clock
+    sandbox.state.clock = fake
+    yield fake
+    sandbox.state.clock = real

@@ -13,13 +13,9 @@ from bettorsense.conf import get_config
 from bettorsense.services import get_player_risk_profile
 from bettorsense.tokens.manager import RefreshOutcome, TokenManager
 from bettorsense.tokens.token import AccessToken
-from tests.support.sandbox import FakeClock
+from tests.support.sandbox import FakeClock, token_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def token_requests(sandbox) -> int:
-    return sum(client["total"] for client in sandbox.state.stats()["token_requests"].values())
 
 
 def test_beat_offers_its_token_back_when_the_cache_lost_the_entry(configure, sandbox):

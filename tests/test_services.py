@@ -26,17 +26,13 @@ from bettorsense.exceptions import (
 from bettorsense.profiles import RiskBand
 from bettorsense.sandbox import Fault
 from bettorsense.services import get_player_risk_profile, iter_risk_profiles, next_recompute
-from tests.support.sandbox import FakeClock
+from tests.support.sandbox import FakeClock, token_requests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def api_requests(sandbox: Any, route: str | None = None) -> list[Any]:
     return [r for r in list(sandbox.state.requests) if route is None or r.route == route]
-
-
-def token_requests(sandbox: Any) -> int:
-    return sum(client["total"] for client in sandbox.state.stats()["token_requests"].values())
 
 
 # --- one profile --------------------------------------------------------------------------------

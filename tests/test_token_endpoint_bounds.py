@@ -35,9 +35,8 @@ from bettorsense.exceptions import (
 from bettorsense.sandbox import Fault, SandboxServer, SandboxState
 from bettorsense.tokens.endpoint import TokenEndpoint
 from bettorsense.tokens.manager import TokenManager
-from tests.support.clock import FakeClock
 from tests.support.error_reports import django_reports, frame_variables
-from tests.support.sandbox import CLIENT_SECRET
+from tests.support.sandbox import CLIENT_SECRET, token_requests
 from tests.support.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,25 +44,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HEALTH_KEY = "monitor-key-for-bounds-0123456789"
 
 
-def token_requests(server: SandboxServer) -> int:
-    return sum(client["total"] for client in server.state.stats()["token_requests"].values())
-
-
 @pytest.fixture
 def elsewhere() -> Iterator[SandboxServer]:
     """Another host: where a redirect points. It must never hear from the client."""
     with SandboxServer(SandboxState()) as server:
         yield server
-
-
-@pytest.fixture
-def clock(sandbox: SandboxServer) -> Iterator[FakeClock]:
-    """One fake time for the sandbox and the managers a test builds with it."""
-    fake = FakeClock()
-    real = sandbox.state.clock
-    sandbox.state.clock = fake
-    yield fake
-    sandbox.state.clock = real
 
 
 def request_token_error(call: Any) -> TokenError:

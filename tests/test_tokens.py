@@ -10,7 +10,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,7 +37,7 @@ from bettorsense.tokens.manager import RefreshOutcome, TokenManager, TokenTiming
 from bettorsense.tokens.shared import SharedTokenCache
 from bettorsense.tokens.token import AccessToken, Tombstone
 from tests.support.clock import FakeClock, WatchedClock
-from tests.support.sandbox import CLIENT_SECRET
+from tests.support.sandbox import CLIENT_SECRET, token_requests
 from tests.support.threads import run_in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,20 +45,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def issued(sandbox: Any) -> int:
     return sandbox.state.stats()["tokens"]["issued"]
-
-
-def token_requests(sandbox: Any) -> int:
-    return sum(client["total"] for client in sandbox.state.stats()["token_requests"].values())
-
-
-@pytest.fixture
-def clock(sandbox: Any) -> Iterator[FakeClock]:
-    """One fake time for the sandbox and for the managers a test builds with it."""
-    fake = FakeClock()
-    real = sandbox.state.clock
-    sandbox.state.clock = fake
-    yield fake
-    sandbox.state.clock = real
 
 
 def token_in(manager: TokenManager, clock: FakeClock, seconds: float) -> None:

@@ -130,3 +130,8 @@ def sandbox_settings(server: SandboxServer, **overrides: Any) -> dict[str, Any]:
         "READ_TIMEOUT": 2.0,
         **overrides,
     }
+
+
+def token_requests(server: SandboxServer) -> int:
+    """Token requests the sandbox has heard, from every client, issued or refused."""
+    return sum(client["total"] for client in server.state.stats()["token_requests"].values())
