@@ -14,7 +14,7 @@ SCENARIO ?=
 E2E_PROFILE ?= all
 E2E_ARGS ?=
 
-.PHONY: install test lint demo bench e2e clean
+.PHONY: install test lint demo docs bench e2e clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint
 demo: install
 	$(PY) scripts/demo.py
 
+# The documentation site (MkDocs, Material theme) into site/, strict: a broken link fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: install
 	$(PY) bench/token_fleet.py
 
@@ -50,4 +54,4 @@ e2e: install
 	$(PY) -m e2e --profile $(E2E_PROFILE) $(if $(SCENARIO),--scenario $(SCENARIO)) $(E2E_ARGS)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache .mypy_cache .coverage .coverage.* htmlcov db.sqlite3 
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache .mypy_cache .coverage .coverage.* htmlcov db.sqlite3 site

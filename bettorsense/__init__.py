@@ -5,7 +5,8 @@ The public API is what this package exports, ``bettorsense.__all__``::
     from bettorsense import get_player_risk_profile, RiskBand, TransientError
 
 plus :mod:`bettorsense.exceptions` (every error class), :mod:`bettorsense.signals`, the Celery task
-names ``bettorsense.tasks.refresh_token`` and ``bettorsense.tasks.sync_risk_profiles``, the
+names ``bettorsense.tasks.refresh_token``, ``bettorsense.tasks.sync_risk_profiles`` and
+``bettorsense.tasks.purge_expired``, the
 ``BETTORSENSE`` settings, ``bettorsense.urls`` and the ``bettorsense_*`` management commands.
 Every other module and name is internal and may change in any release.
 
@@ -33,6 +34,8 @@ _ORIGINS: dict[str, str] = {
     "OperatorActionRequired": "bettorsense.exceptions",
     "get_access_token": "bettorsense.tokens",
     "run_sync": "bettorsense.sync",
+    "access_purpose": "bettorsense.privacy.access",
+    "record_access": "bettorsense.privacy.access",
 }
 
 __all__ = [
@@ -44,16 +47,19 @@ __all__ = [
     "RiskProfile",
     "TransientError",
     "__version__",
+    "access_purpose",
     "get_access_token",
     "get_player_risk_profile",
     "iter_risk_profile_pages",
     "iter_risk_profiles",
+    "record_access",
     "risk_band_changed",
     "run_sync",
 ]
 
 if TYPE_CHECKING:
     from bettorsense.exceptions import BettorSenseError, OperatorActionRequired, TransientError
+    from bettorsense.privacy.access import access_purpose, record_access
     from bettorsense.profiles import CategoryScore, ProfileSource, RiskBand, RiskProfile
     from bettorsense.services import get_player_risk_profile, iter_risk_profile_pages, iter_risk_profiles
     from bettorsense.signals import risk_band_changed

@@ -15,12 +15,13 @@ an incremental sync" needs ``bettorsense.start_sync`` (and queues at most one sy
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
@@ -28,12 +29,16 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from bettorsense import charts, factors
 from bettorsense.cache import BestEffortCache, cache_key
 from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseConfigurationError
-from bettorsense.health import probe, report, snapshot
+from bettorsense.health import probe, report
 from bettorsense.health import rules as health
+from bettorsense.health.fleet import SetHealth, take_fleet_health
 from bettorsense.models import Health, PlayerRiskProfile, SyncRun
+from bettorsense.privacy.access import Through, record_access, record_accesses
+from bettorsense.read_only_admin import ModelAdmin, ReadOnlyAdmin
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +47,6 @@ RUN_PROBE_PERMISSION = "bettorsense.run_probe"
 START_SYNC_PERMISSION = "bettorsense.start_sync"
 
 _sync_queue = BestEffortCache("Admin sync button", logger)
-
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Any]
-else:
-    ModelAdmin = admin.ModelAdmin  # generic in django-stubs only
-
-
-class ReadOnlyAdmin(ModelAdmin):
-    """View permission only: nothing here is added, changed or deleted by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Health)
@@ -77,8 +64,8 @@ class HealthAdmin(ReadOnlyAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        taken = snapshot.take_snapshot()
-        verdict = health.evaluate(taken)
+        fleet = take_fleet_health()
+        taken, verdict = fleet.default, fleet.verdict
         stored = request.session.pop(_PROBE_SESSION_KEY, None)
         pressed = _pressed_probe(stored)
         context = {
@@ -90,6 +77,7 @@ class HealthAdmin(ReadOnlyAdmin):
             "health": verdict,
             "status_word": report.STATUS_WORDS[verdict.status],
             "page": _page(taken),
+            "credential_sets": [_set_row(one) for one in fleet.sets] if len(fleet.sets) > 1 else [],
             "probe": pressed.result if pressed else None,
             "probe_pressed": pressed is not None,
             "probe_reused": pressed is not None and not pressed.ran,
@@ -158,11 +146,37 @@ def _page(taken: health.Snapshot) -> dict[str, Any]:
         "beat_when": report.when(fleet.beat_last_run, now) if fleet else None,
         "beat_stale_after": report.duration(taken.beat_stale_after) if taken.beat_stale_after else None,
         "call_when": report.when(call.at, now) if call else None,
+        "call_outcome": report.outcome_words(call.outcome) if call else None,
         "call_ms": round(call.latency * 1000) if call else None,
         "checked_at": report.stamp(now),
+        # Why the fleet's figures are missing: invalid settings read no cache at all.
+        "unknown_why": "the settings are invalid" if taken.config_error is not None else "cache unreachable",
+        "beat_outcome": report.beat_outcome_words(fleet.beat_last_outcome) if fleet else None,
+        "schedule": report.schedule_words(taken),
+        "sync_stale_after": report.duration(taken.config.sync_stale_after) if taken.config else None,
+        "sync_success_when": report.when(taken.sync.last_success_at, now) if taken.sync else None,
+        "sync_failed_when": report.when(taken.sync.last_finished_at, now) if taken.sync else None,
         "beat_hint": health.BEAT_HINT,
         "cache_module": taken.cache.backend.rpartition(".")[0] if taken.cache else None,
         "cache_class": taken.cache.backend.rpartition(".")[2] if taken.cache else None,
+    }
+
+
+def _set_row(one: SetHealth) -> dict[str, Any]:
+    """One credential set's line in the page's table of sets."""
+    taken, now = one.snapshot, one.snapshot.taken_at
+    config, token, fleet = taken.config, taken.token, taken.fleet
+    return {
+        "name": one.client,
+        "status": one.verdict.status,
+        "status_word": report.STATUS_WORDS[one.verdict.status],
+        "client_id": config.client_id if config else None,
+        "bookmaker": f"{config.bookmaker_id} / {config.sub_bookmaker_id}" if config else None,
+        "token": f"{token.fingerprint}, {report.duration(taken.token_expires_in or 0.0)} left" if token else None,
+        "beat": report.when(fleet.beat_last_run, now) if fleet else None,
+        "breaker": str(taken.breaker) if taken.breaker is not None else None,
+        "sync": report.when(taken.sync.last_success_at, now) if taken.sync else None,
+        "reasons": [reason.message for reason in one.verdict.reasons],
     }
 
 
@@ -189,13 +203,17 @@ class ScoreRangeFilter(admin.SimpleListFilter):
 
 @admin.register(PlayerRiskProfile)
 class PlayerRiskProfileAdmin(ReadOnlyAdmin):
-    list_display = ("account_id", "band", "risk_score", "percentile", "last_updated", "changed_at")
-    list_filter = ("band", ScoreRangeFilter, "changed_at", "bookmaker_id")
+    class Media:
+        css = {"all": ("bettorsense/admin.css",)}
+
+    list_display = ("account_id", "client", "band", "risk_score", "percentile", "last_updated", "changed_at")
+    list_filter = ("client", "band", ScoreRangeFilter, "changed_at", "bookmaker_id")
     search_fields = ("account_id",)
     date_hierarchy = "changed_at"
     ordering = ("-risk_score", "account_id")
     fields = (
         "account_id",
+        "client",
         "bookmaker_id",
         "sub_bookmaker_id",
         "band",
@@ -206,25 +224,43 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
         "fetched_at",
         "changed_at",
         "category_chart",
+        "score_through_time",
         "history",
     )
     readonly_fields = fields
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        shown = getattr(response, "context_data", None) or {}
+        if isinstance(shown.get("original"), PlayerRiskProfile):
+            record_access(user=request.user, account_id=shown["original"].account_id, through=Through.PROFILE)
+        return response
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        listing = (getattr(response, "context_data", None) or {}).get("cl")
+        if listing is not None:
+            accounts = [row.account_id for row in listing.result_list]
+            record_accesses(user=request.user, account_ids=accounts, through=Through.PROFILE, purpose="profile list")
+        return response
+
     @admin.display(description="Category scores")
     def category_chart(self, obj: PlayerRiskProfile) -> str:
         """One bar per factor, right of the axis when it raises the risk, left when it lowers it."""
-        scores = obj.category_scores or []
-        widest = max((abs(float(c["score"])) for c in scores), default=1.0) or 1.0
+        scores = factors.from_json(obj.category_scores)
+        widest = max((abs(c.score) for c in scores), default=1.0) or 1.0
         rows = format_html_join(
             "",
             '<tr><td>{}</td><td class="bs-bar-cell"><span class="bs-bar {}" style="width:{}%"></span></td>'
             "<td>{}</td></tr>",
             (
                 (
-                    c["name"],
-                    "bs-up" if float(c["score"]) > 0 else "bs-down",
-                    round(abs(float(c["score"])) / widest * 50, 1),
-                    f"{float(c['score']):+.3f}",
+                    c.name,
+                    "bs-up" if c.score > 0 else "bs-down",
+                    round(abs(c.score) / widest * 50, 1),
+                    f"{c.score:+.3f}",
                 )
                 for c in scores
             ),
@@ -236,22 +272,33 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
             rows,
         )
 
+    @admin.display(description="Score through time")
+    def score_through_time(self, obj: PlayerRiskProfile) -> str:
+        changes = obj.changes.order_by("-recorded_at", "-id")
+        latest = list(changes[: charts.MAX_POINTS])[::-1]
+        chart = charts.score_chart(latest, total=changes.count())
+        return render_to_string("admin/bettorsense/playerriskprofile/score_chart.html", {"chart": chart})
+
     @admin.display(description="History")
     def history(self, obj: PlayerRiskProfile) -> str:
-        changes = obj.changes.all()[:30]
+        changes = obj.changes.select_related("sync_run")[:30]
         return format_html(
-            "<table><tr><th>Recorded</th><th>Score</th><th>Band</th><th>Before</th></tr>{}</table>",
+            "<table><tr><th>Recorded</th><th>At Sportradar</th><th>Score</th><th>Band</th><th>Percentile</th>"
+            "<th>Before</th><th>Sync run</th></tr>{}</table>",
             format_html_join(
                 "",
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (
                         f"{c.recorded_at:%Y-%m-%d %H:%M}",
+                        f"{c.last_updated:%Y-%m-%d %H:%M}" if c.last_updated else "-",
                         f"{c.risk_score:g}",
                         c.get_band_display(),
+                        "-" if c.percentile is None else f"{c.percentile:g}",
                         "new"
                         if c.previous_score is None
                         else f"{c.previous_score:g} ({c.get_previous_band_display()})",
+                        c.sync_run_id or "-",
                     )
                     for c in changes
                 ),
@@ -263,16 +310,20 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
         "started_at",
+        "client",
         "mode",
         "status",
         "pages",
         "profiles_seen",
         "profiles_created",
         "profiles_changed",
+        "signals_sent",
+        "initial_load",
         "watermark_reached",
+        "heartbeat_at",
         "finished_at",
     )
-    list_filter = ("status", "mode")
+    list_filter = ("client", "status", "mode", "initial_load")
     change_list_template = "admin/bettorsense/syncrun/change_list.html"
 
     def has_start_sync_permission(self, request: HttpRequest) -> bool:
@@ -321,3 +372,7 @@ def _claim_sync_queue() -> bool:
     latest = SyncRun.objects.order_by("-id").values_list("id", flat=True).first() or 0
     marker = cache_key(config, f"sync:queued-after-run:{latest}")
     return _sync_queue.add(config, marker, latest, config.sync_lock_ttl, on_failure=False)
+
+
+from bettorsense.privacy import admin as _privacy_admin  # noqa: E402,F401  (registers the access log)
+from bettorsense.reviews import admin as reviews_admin  # noqa: E402, F401  (registers the review queue and the record)

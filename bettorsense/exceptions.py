@@ -22,6 +22,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from bettorsense.redaction import redact
+from bettorsense.text import shorten
 
 
 class BettorSenseConfigurationError(ImproperlyConfigured):
@@ -51,7 +52,7 @@ class BettorSenseError(Exception):
     ) -> None:
         self.message = redact(message)
         self.status_code = status_code
-        self.detail = redact(detail)[:500] if detail else None
+        self.detail = shorten(redact(detail), 500) if detail else None
         self.hint = hint if hint is not None else self.default_hint
         self.retry_after = retry_after
         super().__init__(self.message)
@@ -212,3 +213,24 @@ class SyncRefused(Exception):
 
 class SyncAlreadyRunning(SyncRefused):
     """Another process holds the sync lock for these bookmaker ids."""
+
+
+# --- The access log --------------------------------------------------------------------------------
+
+
+class AccessNotRecorded(TransientError):
+    """A look at a player's risk data inside ``access_purpose`` could not be written to the access
+    log (the database failed), so the profile was not returned."""
+
+    default_hint = "The access log's database write failed; retry when the database answers."
+
+
+class ErasureRefused(InvalidInput):
+    """``bettorsense_erase`` cannot keep the rows the settings say to keep (their link to the
+    erased profile cannot be null); nothing was changed."""
+
+    default_hint = "Set ERASE_REVIEWS (or ERASE_ACCESS_LOG) to 'delete' for that table, or make the link nullable."
+
+
+class UnknownClient(BettorSenseConfigurationError):
+    """A call named a credential set that ``BETTORSENSE['CLIENTS']`` does not hold."""

@@ -18,13 +18,14 @@ from typing import Any
 
 from django.apps import apps
 
-from bettorsense.health import rules, snapshot
+from bettorsense.health import rules
+from bettorsense.health.fleet import take_fleet_health
 
 logger = logging.getLogger(__name__)
 
 
 def _verdict() -> tuple[rules.Status, str]:
-    verdict = rules.evaluate(snapshot.take_snapshot())
+    verdict = take_fleet_health().verdict
     return verdict.status, "; ".join(reason.message for reason in verdict.reasons)
 
 

@@ -77,7 +77,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def _secrets_of(config: Config) -> Iterator[str]:
     yield config.client_secret
     yield config.health_token
-    yield config.encryption_key
+    yield from config.encryption_keys
     from bettorsense import tokens  # the token code imports this module
 
     try:

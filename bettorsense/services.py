@@ -9,7 +9,9 @@
 
 Caching follows the vendor's advice (docs/vendor-api.md §8): scores are recomputed once a day, by about
 04:00 UTC, so a profile is cached until the next ``RECOMPUTE_AT_UTC`` boundary. The same entry is
-kept for ``STALE_TTL`` as the fallback served, marked ``source="stale"``, when the API is down.
+kept for ``STALE_TTL`` as the fallback served, marked ``source="stale"``, when the API is down. In
+front of the cache, each process keeps what it read or wrote there for ``PROFILE_MEMO_TTL``
+(:mod:`bettorsense.profile_memo`), so a hot read touches neither the cache nor the parser.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
-from bettorsense.cache import BestEffortCache, cache_key
-from bettorsense.client import api as client
+from bettorsense import cached_profiles
+from bettorsense.cache import cache_key
+from bettorsense.cached_profiles import CachedMiss, CachedProfile
+from bettorsense.client import api
 from bettorsense.client.validation import account_id as valid_account_id
 from bettorsense.client.validation import bookmaker_id as valid_bookmaker_id
-from bettorsense.conf import Config, get_config
+from bettorsense.conf import DEFAULT_CLIENT, Config, get_config
 from bettorsense.exceptions import (
     BadResponse,
     BettorSenseConfigurationError,
@@ -38,7 +41,9 @@ from bettorsense.exceptions import (
     RateLimited,
     ServiceUnavailable,
 )
+from bettorsense.profile_memo import MEMO
 from bettorsense.profiles import ProfileSource, RiskProfile, parse_profile
+from bettorsense.registry import PerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +70,9 @@ def bookmaker_ids(config: Config, bookmaker_id: int | None, sub_bookmaker_id: in
     bookmaker = config.bookmaker_id if bookmaker_id is None else bookmaker_id
     sub_bookmaker = config.sub_bookmaker_id if sub_bookmaker_id is None else sub_bookmaker_id
     if bookmaker is None or sub_bookmaker is None:
+        where = "BETTORSENSE" if config.is_default_client else f"BETTORSENSE['CLIENTS'][{config.client!r}]"
         raise BettorSenseConfigurationError(
-            "No bookmaker ids: pass bookmaker_id and sub_bookmaker_id, or set BETTORSENSE['BOOKMAKER_ID'] "
+            f"No bookmaker ids: pass bookmaker_id and sub_bookmaker_id, or set {where}['BOOKMAKER_ID'] "
             "and ['SUB_BOOKMAKER_ID']."
         )
     return valid_bookmaker_id("bookmaker_id", bookmaker), valid_bookmaker_id("sub_bookmaker_id", sub_bookmaker)
@@ -78,13 +84,18 @@ def next_recompute(config: Config, now: datetime) -> datetime:
     return boundary if boundary > now else boundary + timedelta(days=1)
 
 
-def _profile_key(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> str:
-    digest = hashlib.sha256(account.encode()).hexdigest()[:32]
-    return cache_key(config, f"profile:{bookmaker}:{sub_bookmaker}:{digest}")
+def account_digest(account: str) -> str:
+    """The part of a profile's cache key derived from the account id (erasure looks for it)."""
+    return hashlib.sha256(account.encode()).hexdigest()[:32]
 
 
-#: Without the cache every call asks the API (or the store) and caches nothing.
-profile_cache = BestEffortCache("Profile cache", logger)
+#: ``cache_key(config, "profile:")``, built once per Config: the hot read builds a key per call.
+_PROFILE_KEY_PREFIXES: Final = PerConfig(lambda config: cache_key(config, "profile:"))
+
+
+def profile_cache_key(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> str:
+    """``cache_key(config, "profile:<bookmaker>:<sub>:<account digest>")``."""
+    return f"{_PROFILE_KEY_PREFIXES.get(config)}{bookmaker}:{sub_bookmaker}:{account_digest(account)}"
 
 
 def get_player_risk_profile(
@@ -93,30 +104,68 @@ def get_player_risk_profile(
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
     fresh: bool = False,
+    client: str = DEFAULT_CLIENT,
 ) -> RiskProfile:
     """The risk profile of one player: from the cache until the next daily recompute, else the API.
 
     ``fresh=True`` asks the API and leaves the cache alone: no read, no write (the daily batch or
     the next ordinary call refreshes it). Raises a :class:`~bettorsense.exceptions.BettorSenseError`
     subclass on every failure; when the API is unavailable and a copy is held, that copy is returned
-    with ``source="stale"`` instead, fresh or not.
+    with ``source="stale"`` instead, fresh or not. ``client`` names the credential set (its
+    credentials, bookmaker ids and cache entries); an unknown name raises
+    :class:`~bettorsense.exceptions.UnknownClient`. Inside
+    :func:`bettorsense.access_purpose` each profile returned is recorded in the access log.
     """
-    config = get_config()
+    profile = _fetch_profile(
+        account_id, bookmaker_id=bookmaker_id, sub_bookmaker_id=sub_bookmaker_id, fresh=fresh, client=client
+    )
+    (_host_access or _load_host_access())(profile.account_id)
+    return profile
+
+
+#: ``privacy.access.record_host_access``, imported on first use (it needs the models loaded): an
+#: import statement on every call cost a memo hit a quarter of its time.
+_host_access: Callable[[str], None] | None = None
+
+
+def _load_host_access() -> Callable[[str], None]:
+    global _host_access
+    from bettorsense.privacy.access import record_host_access
+
+    _host_access = record_host_access
+    return record_host_access
+
+
+def _fetch_profile(
+    account_id: str, *, bookmaker_id: int | None, sub_bookmaker_id: int | None, fresh: bool, client: str
+) -> RiskProfile:
+    config = get_config(client)
     account = valid_account_id(account_id)
     bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
-    key = _profile_key(config, bookmaker, sub_bookmaker, account)
     use_cache = config.profile_cache and not fresh
-    cached = profile_cache.get(config, key) if use_cache else None
-    if isinstance(cached, dict):
-        if "missing" in cached and cached.get("until", 0) > time.time():
-            error = _NOT_FOUND_ERRORS.get(str(cached["missing"]), PlayerNotFound)
-            raise error(f"{error.__name__} (cached answer).", status_code=404)
-        if "profile" in cached and cached.get("fresh_until", 0) > time.time():
-            return _cached_profile(cached, ProfileSource.CACHE)
+    # Hashed only when the cache is used: a fresh call needs the key only for the stale fallback.
+    key = profile_cache_key(config, bookmaker, sub_bookmaker, account) if use_cache else ""
+    if use_cache and config.profile_memo_ttl:
+        remembered = MEMO.get(key)
+        if isinstance(remembered, RiskProfile):
+            return remembered
+        if remembered is not None:
+            raise _cached_miss_error(remembered)
+    now = time.time()
+    cached = cached_profiles.read(config, key, now) if use_cache else None
+    if isinstance(cached, CachedMiss) and cached.until > now:
+        _remember(config, key, cached, cached.until)
+        raise _cached_miss_error(cached)
+    if isinstance(cached, CachedProfile) and cached.fresh_until > now:
+        profile = _cached_profile(cached, ProfileSource.CACHE)
+        _remember(config, key, profile, cached.fresh_until)
+        return profile
     if use_cache and config.serve_from_store:
         stored = _from_store(config, bookmaker, sub_bookmaker, account)
         if stored is not None:
-            _cache_until_recompute(config, key, stored.to_json())
+            body = stored.to_json()
+            # Remembered as a read of the entry just written would give it: parsed from its JSON.
+            _cache_until_recompute(config, key, body, parse_profile(body))
             return stored
     segments = (
         "v1",
@@ -130,31 +179,45 @@ def get_player_risk_profile(
         account,
     )
     try:
-        body = client.get_json(config, segments)
+        body = api.get_json(config, segments)
         profile = parse_profile(body)
     except ProfileUnavailable as err:
         if use_cache:
-            marker = {"missing": type(err).__name__, "until": time.time() + config.not_found_ttl}
-            profile_cache.set(config, key, marker, config.not_found_ttl)
+            now = time.time()
+            miss = CachedMiss(type(err).__name__, now + config.not_found_ttl)
+            if cached_profiles.write_miss(config, key, miss.error, now):
+                _remember(config, key, miss, miss.until)
         raise
     except (ServiceUnavailable, RateLimited) as err:
         if fresh and config.profile_cache:
-            cached = profile_cache.get(config, key)
-        if isinstance(cached, dict) and "profile" in cached:
+            key = profile_cache_key(config, bookmaker, sub_bookmaker, account)
+            cached = cached_profiles.read(config, key, time.time())
+        if isinstance(cached, CachedProfile):
             logger.warning("Serving a stale profile: %s", type(err).__name__)
             return _cached_profile(cached, ProfileSource.STALE)
         raise
     if profile.account_id != account:
         raise BadResponse("The API answered with the profile of another player.")
     if use_cache:
-        _cache_until_recompute(config, key, body)
+        _cache_until_recompute(config, key, body, profile)
     return profile
 
 
-def _cache_until_recompute(config: Config, key: str, body: dict[str, Any]) -> None:
-    # The vendor's own JSON is cached, not our objects, so an upgrade never meets old pickles.
+def _cache_until_recompute(config: Config, key: str, body: dict[str, Any], profile: RiskProfile) -> None:
+    """Write ``body`` to the shared cache and, once written, ``profile`` (parsed from it) to the memo."""
     fresh_until = next_recompute(config, datetime.now(UTC)).timestamp()
-    profile_cache.set(config, key, {"profile": body, "fresh_until": fresh_until}, config.stale_ttl)
+    if cached_profiles.write_profile(config, key, body, fresh_until):
+        _remember(config, key, profile.with_source(ProfileSource.CACHE), fresh_until)
+
+
+def _remember(config: Config, key: str, answer: RiskProfile | CachedMiss, until: float) -> None:
+    if config.profile_memo_ttl:
+        MEMO.put(key, answer, until, ttl=config.profile_memo_ttl, size=config.profile_memo_size)
+
+
+def _cached_miss_error(miss: CachedMiss) -> ProfileUnavailable:
+    error = _NOT_FOUND_ERRORS.get(miss.error, PlayerNotFound)
+    return error(f"{error.__name__} (cached answer).", status_code=404)
 
 
 def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str) -> RiskProfile | None:
@@ -170,8 +233,8 @@ def _from_store(config: Config, bookmaker: int, sub_bookmaker: int, account: str
     return row.to_profile(ProfileSource.STORE) if row is not None else None
 
 
-def _cached_profile(cached: dict[str, Any], source: ProfileSource) -> RiskProfile:
-    return parse_profile(cached["profile"]).with_source(source)
+def _cached_profile(cached: CachedProfile, source: ProfileSource) -> RiskProfile:
+    return cached.profile.with_source(source)
 
 
 def _date_param(config: Config, changed_since: date | datetime | None) -> str | None:
@@ -207,29 +270,31 @@ def iter_risk_profile_pages(
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
     start_page: int = 1,
+    client: str = DEFAULT_CLIENT,
 ) -> Iterator[tuple[int, list[RiskProfile]]]:
     """The batch endpoint page by page, as ``(page number, profiles)``, from ``start_page``.
 
     Stops on an empty page, on a page shorter than ``BATCH_PAGE_SIZE``, or at the total page count
     when the envelope gives one. Only one page is held at a time. A :class:`BadResponse` ends a walk
-    whose answers cannot be believed: a page longer than ``BATCH_PAGE_SIZE``, a page whose players
-    were all on earlier pages of this walk, or more than ``BATCH_MAX_PAGES`` pages.
+    whose answers cannot be believed: a page longer than ``BATCH_PAGE_SIZE``, a page with the same
+    players as an earlier page of this walk, or more than ``BATCH_MAX_PAGES`` pages. ``client`` names
+    the credential set.
     """
-    config = get_config()
+    config = get_config(client)
     bookmaker, sub_bookmaker = bookmaker_ids(config, bookmaker_id, sub_bookmaker_id)
     if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
         raise InvalidInput("start_page must be an integer of at least 1.")
     segments = ("v1", "Operator", "RiskProfiles", "bookmakers", str(bookmaker), "sub-bookmakers", str(sub_bookmaker))
     since = _date_param(config, changed_since)
     page = start_page
-    seen = SeenIds()
+    seen = SeenPages()
     while True:
         if page - start_page >= config.batch_max_pages:
             raise BadResponse(
                 f"The batch has not ended after BATCH_MAX_PAGES ({config.batch_max_pages}) pages; "
                 "the API may ignore the page parameter."
             )
-        body = client.get_json(config, segments, {"page": page, config.batch_date_param: since})
+        body = api.get_json(config, segments, {"page": page, config.batch_date_param: since})
         items, total_pages = _page_items(body)
         if not items:
             return
@@ -238,10 +303,9 @@ def iter_risk_profile_pages(
                 f"Batch page {page} holds {len(items)} profiles, more than BATCH_PAGE_SIZE ({config.batch_page_size})."
             )
         profiles = [parse_profile(item) for item in items]
-        new = sum([seen.add(profile.account_id) for profile in profiles])
-        if not new:
+        if not seen.add(profile.account_id for profile in profiles):
             raise BadResponse(
-                f"Batch page {page} repeats players of earlier pages; the API may ignore the page parameter."
+                f"Batch page {page} repeats the players of an earlier page; the API may ignore the page parameter."
             )
         yield page, profiles
         if len(items) < config.batch_page_size or (total_pages is not None and page >= total_pages):
@@ -249,54 +313,30 @@ def iter_risk_profile_pages(
         page += 1
 
 
-class SeenIds:
-    """The account ids met so far in one walk, about 16 bytes each (tens of millions fit in memory).
+class SeenPages:
+    """The pages met so far in one walk, each by a digest of its set of players: memory by page count.
 
-    An open-addressing table of 64-bit hashes in an ``array``: a Python ``set`` of strings would cost
-    about 100 bytes per id. Two ids with the same hash would be taken for one, which at 10^7 ids
-    happens in about one walk in a million; the cost is one page wrongly refused as a repeat only if
-    every id on it collides, so in practice never.
+    A page with the same players as an earlier page of the walk means the API ignores the page
+    parameter, or cycles. A digest per page, not every account id met, keeps a walk of a million
+    players in 1,000-profile pages to a thousand 16-byte digests. Two different pages with one
+    digest (a 128-bit BLAKE2b collision) do not happen in practice.
     """
 
-    _EMPTY: Final = 0
-
     def __init__(self) -> None:
-        self._slots = array("Q", bytes(8 * 1024))
-        self._count = 0
+        self._digests: set[bytes] = set()
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._digests)
 
-    def add(self, account_id: str) -> bool:
-        """Remember ``account_id``; False if it was already there."""
-        digest = hashlib.blake2b(account_id.encode(), digest_size=8).digest()
-        value = int.from_bytes(digest, "little") | 1  # never _EMPTY
-        if self._insert(self._slots, value):
-            self._count += 1
-            if self._count * 2 > len(self._slots):
-                self._grow()
-            return True
-        return False
-
-    @staticmethod
-    def _insert(slots: array[int], value: int) -> bool:
-        mask = len(slots) - 1
-        index = value & mask
-        while True:
-            current = slots[index]
-            if current == SeenIds._EMPTY:
-                slots[index] = value
-                return True
-            if current == value:
-                return False
-            index = (index + 1) & mask
-
-    def _grow(self) -> None:
-        slots = array("Q", bytes(16 * len(self._slots)))
-        for value in self._slots:
-            if value != SeenIds._EMPTY:
-                self._insert(slots, value)
-        self._slots = slots
+    def add(self, account_ids: Iterable[str]) -> bool:
+        """Remember the page of these players; False if a page of the same players came before."""
+        # Account ids hold no control characters (validation.account_id): "\n" cannot occur in one.
+        players = "\n".join(sorted(set(account_ids))).encode()
+        digest = hashlib.blake2b(players, digest_size=16).digest()
+        if digest in self._digests:
+            return False
+        self._digests.add(digest)
+        return True
 
 
 def iter_risk_profiles(
@@ -304,10 +344,11 @@ def iter_risk_profiles(
     changed_since: date | datetime | None = None,
     bookmaker_id: int | None = None,
     sub_bookmaker_id: int | None = None,
+    client: str = DEFAULT_CLIENT,
 ) -> Iterator[RiskProfile]:
     """Every profile of the batch endpoint, from page 1, streamed: never more than one page in memory."""
     for _, profiles in iter_risk_profile_pages(
-        changed_since=changed_since, bookmaker_id=bookmaker_id, sub_bookmaker_id=sub_bookmaker_id
+        changed_since=changed_since, bookmaker_id=bookmaker_id, sub_bookmaker_id=sub_bookmaker_id, client=client
     ):
         yield from profiles
 

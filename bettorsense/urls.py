@@ -8,4 +8,5 @@ app_name = "bettorsense"
 
 urlpatterns = [
     path("health/", views.health, name="health"),
+    path("metrics/", views.metrics, name="metrics"),
 ]

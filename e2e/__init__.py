@@ -10,7 +10,8 @@ breaks something on purpose (:mod:`e2e.scenarios`):
 1. steady state over five lifetimes; 2. beat stopped, then restarted; 3. the token endpoint
 answering 503, then hanging; 4. Redis stopped and restarted; 5. API 503/429 bursts, a revoked
 token, an outage that opens the circuit breaker; 6. fuzzed account ids at the demo's edge;
-7. the leak search over every log and answer of the run (:mod:`e2e.leaks`).
+7. the leak search over every log and answer of the run (:mod:`e2e.leaks`); 8. a token endpoint
+answering ``Retry-After: 10^12``; 9. a rolling ``SECRET_KEY`` rotation, half the fleet on each key.
 
 Scenario 1 also runs on the embedded defaults (SQLite, database cache, filesystem broker).
 Figures come from the sandbox's counters (:mod:`e2e.observe`), the processes' logs and the load's

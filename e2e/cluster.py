@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,18 +28,14 @@ from typing import Any
 import requests
 
 from bettorsense.sandbox import SandboxClient
+from harness.fleet import stop_process_group
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
 WEB_WORKERS = 4
 STARTUP_TIMEOUT = 120.0  # gunicorn, a Celery worker and beat on a busy two-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
@@ -80,19 +75,8 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def stop(self, grace: float = 10.0) -> None:
-        popen = self.popen
-        if popen is None:
-            return
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(timeout=grace)
-        # The group may outlive its leader (gunicorn's and Celery's children): KILL what is left.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            popen.wait(timeout=5)
+        if self.popen is not None:
+            stop_process_group(self.popen, grace=grace)
         self.popen = None
 
 
@@ -114,6 +98,7 @@ class Secrets:
     client_secret: str = field(default_factory=lambda: f"cs-{secrets.token_hex(20)}")
     health_token: str = field(default_factory=lambda: f"ht-{secrets.token_hex(20)}")
     secret_key: str = field(default_factory=lambda: f"sk-{secrets.token_hex(24)}")
+    rotated_secret_key: str = field(default_factory=lambda: f"sk-new-{secrets.token_hex(24)}")  # scenario 9
 
 
 @dataclass(frozen=True)
@@ -167,7 +152,13 @@ class Redis:
             "no",
         ]
         self.process = Process("redis", argv, dict(os.environ), self.workdir / "redis.log").start()
-        wait_until(f"redis-server on port {self.port}", self.ping, 20)
+        wait_until(f"redis-server on port {self.port}", self._started, 20)
+
+    def _started(self) -> bool:
+        if self.process is not None and not self.process.running:
+            tail = (self.workdir / "redis.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"redis-server on port {self.port} exited: {' | '.join(tail)}")
+        return self.ping()
 
     def ping(self) -> bool:
         try:
@@ -195,8 +186,18 @@ class Cluster:
         secrets_: Secrets,
         *,
         enforce_reuse: bool = True,
+        extra_env: dict[str, str] | None = None,
+        wrappers: dict[str, tuple[str, ...]] | None = None,
+        extra_clients: list[tuple[str, str]] | None = None,
     ) -> None:
         self.name = name
+        # A scenario's own variables for every process; over env() for processes started from now
+        # on when a scenario changes it (scenario 9).
+        self.extra_env = dict(extra_env or {})
+        #: More sandbox clients, ``(client id, secret)``, registered as the sandbox starts (scenario 13).
+        self.extra_clients: list[tuple[str, str]] = list(extra_clients or ())
+        #: argv a process runs under, by process name, e.g. ``{"web": ("faketime", "-f", "+45s")}``
+        self.wrappers = dict(wrappers or {})
         self.profile = profile
         self.timing = timing
         self.secrets = secrets_
@@ -256,11 +257,13 @@ class Cluster:
         )
         if self.profile.broker_dir is not None:
             env["CELERY_BROKER_DIR"] = str(self.profile.broker_dir / self.name)
+        env.update(self.extra_env)
         return env
 
     # --- processes --------------------------------------------------------------------------
 
     def _start(self, name: str, argv: list[str]) -> Process:
+        argv = [*self.wrappers.get(name, ()), *argv]
         process = Process(name, argv, self.env(), self.logs / f"{name}.log").start()
         self.processes[name] = process
         return process
@@ -281,6 +284,7 @@ class Cluster:
                 "--enforce-reuse" if self.enforce_reuse else "--no-enforce-reuse",
                 "--client",
                 f"{self.secrets.client_id}:{self.secrets.client_secret}",
+                *(arg for client_id, secret in self.extra_clients for arg in ("--client", f"{client_id}:{secret}")),
                 "--log-level",
                 "INFO",
             ],

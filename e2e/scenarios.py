@@ -5,16 +5,22 @@ purpose, and records its figures: counts and states are asserted, times are only
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
+import secrets
+import shutil
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .cluster import OVERRIDES, Cluster, Profile, Secrets, Timing, wait_until
+from .cluster import OVERRIDES, PYTHON, ROOT, STARTUP_TIMEOUT, Cluster, Process, Profile, Secrets, Timing, wait_until
 from .load import Load, error_counts, failed, latency_ms, staff_session
+from .observe import _LINE as LOG_LINE
 from .observe import Monitor, events, status_delta, token_delta
 from .results import ScenarioResult
 
@@ -72,8 +78,27 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(ctx: Context, name: str, *, enforce_reuse: bool = True, threads: int = 4) -> Iterator[Deployment]:
-    cluster = Cluster(name, ctx.profile, ctx.workdir, ctx.timing, ctx.secrets, enforce_reuse=enforce_reuse)
+def deployment(
+    ctx: Context,
+    name: str,
+    *,
+    enforce_reuse: bool = True,
+    threads: int = 4,
+    extra_env: dict[str, str] | None = None,
+    wrappers: dict[str, tuple[str, ...]] | None = None,
+    extra_clients: list[tuple[str, str]] | None = None,
+) -> Iterator[Deployment]:
+    cluster = Cluster(
+        name,
+        ctx.profile,
+        ctx.workdir,
+        ctx.timing,
+        ctx.secrets,
+        enforce_reuse=enforce_reuse,
+        extra_env=extra_env,
+        wrappers=wrappers,
+        extra_clients=extra_clients,
+    )
     ctx.clusters.append(cluster)
     monitor = Monitor(cluster)
     load = Load(cluster.web_url, cluster.bodies, threads=threads, max_seconds=900)
@@ -517,6 +542,83 @@ def huge_retry_after(ctx: Context, result: ScenarioResult) -> None:
         not failed(after) and len(after) > 0,
     )
     result.check("health after recovery", after_body["status"], "ok", after_body["status"] == "ok")
+
+
+# --- 9. rolling key rotation -------------------------------------------------------------------
+
+MALFORMED_ENTRY = r"^Cache entry of kind "
+
+
+def key_rotation(ctx: Context, result: ScenarioResult, lifetimes: float = 3.0) -> None:
+    """A rolling ``SECRET_KEY`` rotation: the Celery worker and beat restart on the new key, the old
+    one in ``SECRET_KEY_FALLBACKS``, while the four web workers stay on the old key alone.
+
+    Beat (new key) renews and the web workers (old key) read what it seals; beat reads the token the
+    old beat sealed. Under the reuse rule, a process that could not read the fleet's token would
+    ask for another and be refused: one token request per lifetime, none refused, no failed call.
+    """
+    with deployment(ctx, f"s9-{ctx.profile.name}") as d:
+        cluster, lifetime = d.cluster, d.lifetime
+        d.sleep(lifetime / 2)
+        rotated_at = time.time()
+        cluster.extra_env = {
+            "SECRET_KEY": ctx.secrets.rotated_secret_key,
+            "SECRET_KEY_FALLBACKS": ctx.secrets.secret_key,
+        }
+        ready = cluster.log_text("worker").count(" ready.")
+        cluster.stop_beat()
+        cluster.processes.pop("worker").stop()
+        cluster.start_worker()
+        cluster.start_beat()
+        wait_until(
+            "the Celery worker on the new key",
+            lambda: cluster.log_text("worker").count(" ready.") > ready,
+            STARTUP_TIMEOUT,
+        )
+        before = d.monitor.sample()
+        d.sleep(lifetimes * lifetime)
+        after = d.monitor.sample()
+        calls = d.load.between(before.at, after.at)
+        _, body = cluster.health("s9-health")
+
+    span = (after.at - before.at) / lifetime
+    tokens = token_delta(before, after)
+    result.report(
+        "rotation",
+        f"worker and beat restarted on the new key {before.at - rotated_at:.1f} s after the rotation began; "
+        f"4 web workers on the old key throughout",
+    )
+    result.check(
+        "token requests with half the fleet on each key",
+        f"{tokens['total']} over {span:.2f} lifetimes",
+        "lifetimes ± 1 (no extra request)",
+        abs(tokens["total"] - span) <= 1,
+    )
+    result.check(
+        "token requests refused (reuse rule or other)",
+        f"{tokens['rejected']} refused, {tokens['violations']} reuse violations",
+        "0",
+        tokens["rejected"] == 0 and tokens["violations"] == 0,
+    )
+    renewals = events(cluster, RENEWED_BY_BEAT, ("worker",), before.at, after.at)
+    by_request = events(cluster, RENEWED_BY_REQUEST, ("web", "worker"), before.at, after.at)
+    result.check(
+        "who renewed in the window",
+        f"{len(renewals)} by beat (new key), {len(by_request)} by requests",
+        "beat only",
+        len(renewals) == tokens["total"] and not by_request,
+    )
+    malformed = events(cluster, MALFORMED_ENTRY, ("web", "worker", "beat"))
+    result.check("entries refused as malformed (whole run)", len(malformed), "0", not malformed)
+    api401 = status_delta(before, after, "401")
+    result.check("401s", api401, "0", api401 == 0)
+    result.check(
+        "failed calls",
+        f"{len(failed(calls))} of {len(calls)} {error_counts(calls) or ''}".strip(),
+        "0",
+        not failed(calls) and len(calls) > 0,
+    )
+    result.check("health at the end", body.get("status"), "ok", body.get("status") == "ok")
 
 
 def _epoch(iso: str) -> float:
@@ -994,6 +1096,7 @@ def leak_search(ctx: Context, result: ScenarioResult) -> None:
         needles += secret_needles(f"client secret ({peer.profile.name})", s.client_secret, client_id=s.client_id)
         needles += secret_needles(f"health bearer key ({peer.profile.name})", s.health_token)
         needles += secret_needles(f"SECRET_KEY ({peer.profile.name})", s.secret_key)
+        needles += secret_needles(f"rotated SECRET_KEY ({peer.profile.name})", s.rotated_secret_key)
         for cl in peer.clusters:
             clusters.append(cl)
             tokens = cl.harvested_tokens()
@@ -1062,3 +1165,472 @@ def _admin_pages(cluster: Cluster) -> str:
     if page.status_code != 200 or "Health" not in page.text:
         raise RuntimeError(f"the admin health page did not open ({page.status_code})")
     return password
+
+
+# --- 10. django-redis with IGNORE_EXCEPTIONS, Redis stopped -----------------------------------------
+
+
+def silent_redis_outage(ctx: Context, result: ScenarioResult, outage: float = 20.0) -> None:
+    """The token cache is django-redis with ``IGNORE_EXCEPTIONS: True``; its Redis stops for ``outage`` s.
+
+    In the trial every call then waited TOKEN_WAIT_TIMEOUT (10 s) for a lock nobody held and failed,
+    and health said the cache was fine. Each call must now answer within a second (a process-local
+    token), and health must be degraded, naming the cache. The reuse rule is off: during an outage
+    each process may hold a token of its own, as scenario 4 explains.
+    """
+    if ctx.profile.redis is False:
+        raise RuntimeError("scenario 10 needs the services profile (Redis)")
+    with deployment(
+        ctx, f"s10-{ctx.profile.name}", enforce_reuse=False, extra_env={"BETTORSENSE_E2E_SILENT_REDIS": "1"}
+    ) as d:
+        cluster = d.cluster
+        assert cluster.redis is not None
+        d.sleep(5)
+        before = d.monitor.sample()
+        _, before_body = cluster.health("s10-before")
+        down = d.monitor.sample()
+        cluster.redis.stop()
+        timed: list[tuple[float, dict[str, Any]]] = []
+        end = time.time() + outage
+        while time.time() < end:
+            cluster.check_alive()
+            started = time.time()
+            status, body = cluster.health("s10-redis-down")
+            timed.append((time.time() - started, {**body, "_http": status, "_at": time.time()}))
+            time.sleep(1.0)
+        status_code, status_body = cluster.status_command("s10-status-redis-down")
+        up = d.monitor.sample()
+        cluster.redis.start()
+        back_body, _ = _wait_health(cluster, "s10-redis-back", lambda b: b["status"] == "ok", timeout=60)
+        outage_calls = d.load.between(down.at + 0.5, up.at)
+        before_calls = d.load.between(before.at - 5, down.at)
+
+    slowest = max((call.latency for call in outage_calls), default=math.inf)
+    result.check(
+        "health before the outage (django-redis, IGNORE_EXCEPTIONS)",
+        before_body.get("status"),
+        "ok",
+        before_body.get("status") == "ok",
+    )
+    result.report("calls before the outage", f"{len(before_calls)}, {latency_ms(before_calls)}")
+    result.check(
+        "calls while Redis is stopped: longest",
+        f"{slowest:.2f} s of {len(outage_calls)} calls ({latency_ms(outage_calls)})",
+        "≤ 1 s each",
+        bool(outage_calls) and slowest <= 1.0,
+    )
+    result.check(
+        "failed calls while Redis is stopped",
+        f"{len(failed(outage_calls))} of {len(outage_calls)} {error_counts(outage_calls) or ''}".strip(),
+        "0 (process-local tokens), no TokenWaitTimeout",
+        not failed(outage_calls),
+    )
+    judged = [body for _, body in timed if body["_at"] > down.at + 1]
+    named = [
+        body
+        for body in judged
+        if body["status"] == "degraded"
+        and any(r["code"] == "cache-unreachable" and "'default'" in r["message"] for r in body.get("reasons", []))
+    ]
+    result.check(
+        "health while Redis is stopped",
+        f"{len(named)} of {len(judged)} degraded, cache-unreachable naming 'default' ({statuses(judged)})",
+        "all",
+        bool(judged) and len(named) == len(judged),
+    )
+    health_slowest = max((seconds for seconds, _ in timed), default=math.inf)
+    result.check(
+        "health answers while Redis is stopped: longest", f"{health_slowest:.2f} s", "≤ 1 s", health_slowest <= 1.0
+    )
+    result.check(
+        "bettorsense_status while Redis is stopped",
+        f"exit {status_code}, {status_body and status_body.get('status')}",
+        "exit 0, degraded",
+        status_code == 0 and bool(status_body) and status_body.get("status") == "degraded",
+    )
+    outage_tokens = token_delta(down, up)
+    result.report(
+        "token requests while Redis is stopped", f"{outage_tokens['total']} ({outage_tokens['rejected']} refused)"
+    )
+    result.check(
+        "health after Redis is back",
+        back_body["status"] if back_body else "not ok within 60 s",
+        "ok",
+        back_body is not None,
+    )
+
+
+# --- 11. clock skew -------------------------------------------------------------------------------
+
+SKEWED = ("web", "worker", "beat")
+#: Five lifetimes in under two minutes. The corrected clocks err only on the late side (by at most
+#: a second and a round trip), which the sandbox's reuse slack (20% of the lifetime, 3.2 s, against
+#: a 1.6 s window) absorbs.
+SKEW_LIFETIME = 16.0
+
+
+def _faketime(skew: int) -> tuple[str, ...]:
+    found = shutil.which("faketime")
+    if found is None:
+        raise RuntimeError("faketime is missing (apt-get install faketime; .ci/run installs it)")
+    return (found, "-f", f"{skew:+d}s")
+
+
+def _restart_skewed(cluster: Cluster, skew: int) -> None:
+    """Web, worker and beat again, under ``faketime`` ``skew`` seconds off; the sandbox and cache stay."""
+    from .cluster import STARTUP_TIMEOUT, WEB_WORKERS
+
+    for name in SKEWED:
+        cluster.processes.pop(name).stop()
+    # As beat on another machine: the schedule state written on the old clock (90 s ahead) would make
+    # the new beat wait that long before its next tick.
+    for schedule in cluster.private.glob("celerybeat-schedule*"):
+        schedule.unlink()
+    cluster.wrappers = dict.fromkeys(SKEWED, _faketime(skew))
+    booted = cluster.log_text("web").count("Booting worker")
+    ready = cluster.log_text("worker").count(" ready.")
+    cluster.start_worker()
+    cluster.start_beat()
+    cluster.start_web()
+    wait_until(
+        "gunicorn's workers",
+        lambda: cluster.log_text("web").count("Booting worker") >= booted + WEB_WORKERS,
+        STARTUP_TIMEOUT,
+    )
+    wait_until("the Celery worker", lambda: cluster.log_text("worker").count(" ready.") > ready, STARTUP_TIMEOUT)
+    wait_until("the demo's health endpoint", cluster._web_up, STARTUP_TIMEOUT)
+
+
+def _logged(text: str, pattern: str) -> list[str]:
+    """The app's log messages in ``text`` that match ``pattern`` (each once, as ``events`` counts them)."""
+    regex = re.compile(pattern)
+    found = (LOG_LINE.match(line) for line in text.splitlines())
+    return [m.group(5) for m in found if m is not None and regex.search(m.group(5))]
+
+
+def clock_skew(ctx: Context, result: ScenarioResult, lifetimes: float = 5.0) -> None:
+    """Web, worker and beat 45 s ahead, then 45 s behind, reuse rule on: no refusal, no 401."""
+    skewed_ctx = replace(ctx, timing=Timing(lifetime=SKEW_LIFETIME, refresh_every=ctx.timing.refresh_every))
+    phases = [(45, lifetimes / 2), (-45, lifetimes / 2)]
+    measured: list[dict[str, Any]] = []
+    wrappers = dict.fromkeys(SKEWED, _faketime(phases[0][0]))
+    with deployment(skewed_ctx, f"s11-{ctx.profile.name}", wrappers=wrappers) as d:
+        cluster, lifetime = d.cluster, d.lifetime
+        for index, (skew, span) in enumerate(phases):
+            if index:
+                _restart_skewed(cluster, skew)
+            marks = {name: len(cluster.log_text(name)) for name in ("web", "worker")}
+            before = d.monitor.sample()
+            d.sleep(span * lifetime)
+            after = d.monitor.sample()
+            # The phase's own log lines, by position: their time stamps are on the skewed clocks.
+            logs = {name: cluster.log_text(name)[mark:] for name, mark in marks.items()}
+            _, body = cluster.health(f"s11-health{skew:+d}")
+            measured.append(
+                {
+                    "skew": skew,
+                    "before": before,
+                    "after": after,
+                    "calls": d.load.between(before.at, after.at),
+                    "clocks": [c["skew"] for c in body.get("clocks", [])],
+                    "logs": logs,
+                    "reasons": reasons(body),
+                }
+            )
+
+    logged401 = events(cluster, API_401, ("web",))
+    result.report("token lifetime, renewal window", f"{lifetime:g} s, {skewed_ctx.timing.window:g} s")
+    total_span = 0.0
+    for phase in measured:
+        skew, before, after, calls = phase["skew"], phase["before"], phase["after"], phase["calls"]
+        span = (after.at - before.at) / lifetime
+        total_span += span
+        tokens = token_delta(before, after)
+        label = f"{skew:+d} s"
+        result.check(
+            f"{label}: processes that measured their clock {skew:+d} s off (health)",
+            sorted(round(value) for value in phase["clocks"]),
+            f"at least one within 1 s of {skew:+d}",
+            any(abs(value - skew) <= 1.0 for value in phase["clocks"]),
+        )
+        result.check(
+            f"{label}: token requests refused (reuse rule or other)",
+            f"{tokens['rejected']} of {tokens['total']}, {tokens['violations']} reuse violations",
+            "0",
+            tokens["rejected"] == 0 and tokens["violations"] == 0,
+        )
+        result.check(
+            f"{label}: token requests",
+            f"{tokens['total']} over {span:.2f} lifetimes",
+            "lifetimes ± 1",
+            abs(tokens["total"] - span) <= 1,
+        )
+        api401 = status_delta(before, after, "401")
+        result.check(f"{label}: 401s at the sandbox", api401, "0", api401 == 0)
+        result.check(
+            f"{label}: failed calls",
+            f"{len(failed(calls))} of {len(calls)} {error_counts(calls) or ''}".strip(),
+            "0",
+            not failed(calls) and len(calls) > 0,
+        )
+        result.report(f"{label}: health reasons", sorted(phase["reasons"]) or "none")
+        beat = _logged(phase["logs"]["worker"], RENEWED_BY_BEAT)
+        lazy = _logged(phase["logs"]["web"], RENEWED_BY_REQUEST)
+        # Reported, not asserted: each process's offset is known to a second (the Date header's
+        # resolution), more than the lazy half of this 1.6 s window, so a request path sometimes
+        # renews before beat. Either way, one renewal at a time.
+        result.check(
+            f"{label}: renewals logged (by beat, by requests)",
+            f"{len(beat)}, {len(lazy)}",
+            "as many as token requests",
+            len(beat) + len(lazy) == tokens["total"],
+        )
+    result.check("401s logged by the web workers (whole run)", len(logged401), "0", not logged401)
+    result.report("lifetimes measured", f"{total_span:.2f}")
+
+
+# --- 12. two sync runs started at once ----------------------------------------------------------
+
+SYNC_PAIR = (1212, 12)  # a bookmaker pair of the scenario's own: the suite's database is shared
+
+
+def _sync_process(cluster: Cluster, env: dict[str, str], name: str, *args: str) -> Process:
+    process = Process(name, [PYTHON, "-m", "e2e.sync_runner", *args], env, cluster.logs / f"{name}.log").start()
+    cluster.processes[name] = process
+    return process
+
+
+def _finished(cluster: Cluster, process: Process, timeout: float = 120) -> dict[str, Any]:
+    """Wait for a runner; its last output line, as JSON."""
+    assert process.popen is not None
+    process.popen.wait(timeout=timeout)
+    cluster.processes.pop(process.name, None)
+    lines = cluster.log_text(process.name).strip().splitlines()
+    if process.popen.returncode != 0 or not lines:
+        raise RuntimeError(f"{process.name} exited {process.popen.returncode}: {lines[-3:]}")
+    return json.loads(lines[-1])
+
+
+def _runner(cluster: Cluster, env: dict[str, str], work: Path, name: str) -> dict[str, Any]:
+    return _finished(cluster, _sync_process(cluster, env, name, "run", "--name", name, "--dir", str(work)))
+
+
+def _signals(work: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for path in sorted(work.glob("signals-*.jsonl")) for line in path.read_text().splitlines()]
+
+
+def two_syncs_at_once(ctx: Context, result: ScenarioResult) -> None:
+    """Two sync processes start at once (a file barrier); the winner holds after its first page while
+    the loser is refused by the cache lock and, once the lock's entry is deleted, a third process is
+    refused by the database. Each change is signalled exactly once, counted by each process's receiver."""
+    cluster = Cluster("s12-sync", ctx.profile, ctx.workdir, ctx.timing, ctx.secrets, enforce_reuse=False)
+    ctx.clusters.append(cluster)
+    work = cluster.dir / "s12"
+    work.mkdir()
+    with cluster:
+        if cluster.redis is not None:
+            cluster.redis.start()
+        cluster.start_sandbox()
+        cluster.sandbox.add_client(ctx.secrets.client_id, ctx.secrets.client_secret, bookmakers=[(123, 456), SYNC_PAIR])
+        cluster.sandbox.set_config(page_size=100)
+        env = cluster.env()
+        overrides = json.loads(env["BETTORSENSE_E2E_OVERRIDES"])
+        env["BETTORSENSE_E2E_OVERRIDES"] = json.dumps({**overrides, "BATCH_PAGE_SIZE": 100})
+        env["BETTORSENSE_BOOKMAKER_ID"], env["BETTORSENSE_SUB_BOOKMAKER_ID"] = map(str, SYNC_PAIR)
+
+        first_load = work / "initial"
+        first_load.mkdir()
+        initial = _runner(cluster, env, first_load, "initial")
+        result.check("initial load", initial["outcome"], "succeeded", initial["outcome"] == "succeeded")
+        result.check("signals of the initial load", len(_signals(first_load)), "0", not _signals(first_load))
+
+        cluster.sandbox.advance_day()
+        added = cluster.sandbox.add_players(100)
+        race = work / "race"
+        race.mkdir()
+        both = [
+            _sync_process(cluster, env, name, "run", "--name", name, "--dir", str(race), "--parties", "2", "--hold")
+            for name in ("A", "B")
+        ]
+        wait_until("one runner holding after its first page", lambda: list(race.glob("*.holding")), 120, 0.05)
+        holder = next(race.glob("*.holding")).stem
+        loser = next(p for p in both if p.name != holder)
+        refused = _finished(cluster, loser)
+        result.check(
+            "second run, cache lock held",
+            f"{refused['outcome']}: {refused.get('message', '')}",
+            "refused",
+            refused["outcome"] == "refused",
+        )
+        dropped = _finished(cluster, _sync_process(cluster, env, "drop-lock", "drop-lock"))
+        third = _runner(cluster, env, race, "C")
+        result.check(
+            "third run, cache lock entry deleted",
+            f"{third['outcome']}: {third.get('message', '')} (lock entry was there: {dropped['dropped']})",
+            "refused by the database",
+            third["outcome"] == "refused" and "database" in third.get("message", "") and dropped["dropped"],
+        )
+        (race / "release").write_text("go")
+        winner = _finished(cluster, next(p for p in both if p.name == holder))
+        result.check("the run that worked", winner["outcome"], "succeeded", winner["outcome"] == "succeeded")
+
+        rerun_dir = work / "rerun"
+        rerun_dir.mkdir()
+        rerun = _runner(cluster, env, rerun_dir, "rerun")
+        report = _finished(cluster, _sync_process(cluster, env, "report", "report"))
+
+        sent = _signals(race)
+        due = report["due"].get(str(winner["run"]), [])
+        per_change = Counter(s["change"] for s in sent)
+        new_players = {d["account"] for d in due if d["previous"] is None}
+        result.check(
+            "band changes signalled",
+            f"{len(sent)} signals for {len(due)} changes due ({len(new_players)} first seen, "
+            f"{len(due) - len(new_players)} band moves), by {sorted({s['runner'] for s in sent})}",
+            "each exactly once, by the run that worked",
+            bool(due)
+            and sorted(per_change) == sorted(d["change"] for d in due)
+            and set(per_change.values()) == {1}
+            and {s["runner"] for s in sent} == {holder},
+        )
+        with_profile = {a for a in added if int(a.rsplit("_", 1)[1]) % 97 and int(a.rsplit("_", 1)[1]) % 89}
+        result.check(
+            "new players signalled with no previous band",
+            f"{len(new_players)} of {len(added)} added ({len(with_profile)} have a profile)",
+            "every added player with a profile",
+            new_players == with_profile,
+        )
+        result.check(
+            "re-run",
+            f"{rerun['outcome']}, {len(_signals(rerun_dir))} signals",
+            "succeeded, 0 signals",
+            rerun["outcome"] == "succeeded" and not _signals(rerun_dir),
+        )
+        result.check("changes left with a signal pending", report["pending"], "0", report["pending"] == 0)
+        runs = report["runs"]
+        result.check(
+            "sync runs recorded",
+            ", ".join(f"{r['status']}" for r in runs),
+            "3 succeeded (initial, the worker, the re-run); none running",
+            [r["status"] for r in runs] == ["succeeded"] * 3,
+        )
+        result.report("wall time of the run that worked, held after page 1 meanwhile", f"{winner['seconds']:.1f} s")
+
+
+# --- 13. two credential sets, one token endpoint failing -------------------------------------------
+
+BRAND_B = "brand-b"
+
+
+def _profile_command(cluster: Cluster, label: str, client: str) -> tuple[int, str]:
+    """``manage.py bettorsense_profile player_1 --fresh --client <set>``: exit code and output (kept)."""
+    done = subprocess.run(
+        [PYTHON, "manage.py", "bettorsense_profile", "player_1", "--fresh", "--json", "--client", client],
+        cwd=ROOT,
+        env=cluster.env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    cluster.save_body(label, done.returncode, {}, done.stdout + b"\n" + done.stderr)
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+def _client_requests(cluster: Cluster, client_id: str) -> dict[str, Any]:
+    return cluster.sandbox.stats()["token_requests"].get(client_id, {"total": 0, "issued": 0, "rejected": {}})
+
+
+def second_set_fails(ctx: Context, result: ScenarioResult, lifetimes: float = 2.0) -> None:
+    """Two credential sets on one deployment; brand-b's token requests fail for a while, its token
+    revoked: the default set's calls and token renewals go on as if nothing happened."""
+    from bettorsense.conf import DEFAULTS
+
+    from .bounds import max_token_requests
+
+    brand_id, brand_secret = f"e2e-b-{secrets.token_hex(4)}", f"cs-b-{secrets.token_hex(20)}"
+    clients = {
+        BRAND_B: {"CLIENT_ID": brand_id, "CLIENT_SECRET": brand_secret, "BOOKMAKER_ID": 123, "SUB_BOOKMAKER_ID": 456}
+    }
+    base, maximum = float(DEFAULTS["BACKOFF_BASE"]), float(DEFAULTS["BACKOFF_MAX"])
+    with deployment(
+        ctx,
+        f"s13-{ctx.profile.name}",
+        extra_env={"BETTORSENSE_E2E_CLIENTS": json.dumps(clients)},
+        extra_clients=[(brand_id, brand_secret)],
+    ) as d:
+        cluster, lifetime = d.cluster, d.lifetime
+        wait_until("both sets' first tokens", lambda: _client_requests(cluster, brand_id)["issued"] >= 1, lifetime)
+        code_before, _ = _profile_command(cluster, "s13-brand-b-before", BRAND_B)
+        cluster.sandbox.add_fault(target="token", kind="status", status=503, client_id=brand_id)
+        cluster.sandbox.revoke_tokens(brand_id)
+        fault_at = time.time()
+        start, brand_start = d.monitor.sample(), _client_requests(cluster, brand_id)
+        d.sleep(1)
+        code_failing, failing_text = _profile_command(cluster, "s13-brand-b-failing", BRAND_B)
+        code_default, _ = _profile_command(cluster, "s13-default-during", "default")
+        health = d.health_samples(lifetimes * lifetime - 1, "s13-failing", every=2.0)
+        end, brand_end = d.monitor.sample(), _client_requests(cluster, brand_id)
+        calls = d.load.between(start.at, end.at)
+        _, status_body = cluster.status_command("s13-status")
+        cluster.sandbox.clear_faults()
+        healed_at = time.time()
+        recovered = wait_until(
+            "brand-b's calls after its token endpoint heals",
+            lambda: _profile_command(cluster, "s13-brand-b-after", BRAND_B)[0] == 0 or None,
+            maximum * 1.2 + lifetime,
+            interval=1.0,
+        )
+        recovered_after = time.time() - healed_at
+
+    span = (end.at - start.at) / lifetime
+    tokens = token_delta(start, end)
+    result.report("load on the default set", f"{len(calls)} calls over {span:.2f} lifetimes, {latency_ms(calls)}")
+    result.check(
+        "default set: failed calls while brand-b fails",
+        f"{len(failed(calls))} of {len(calls)} {error_counts(calls) or ''}".strip(),
+        "0",
+        not failed(calls) and len(calls) > 0,
+    )
+    result.check(
+        "default set: token requests in the window",
+        f"{tokens['total']} over {span:.2f} lifetimes, {tokens['rejected']} refused",
+        "lifetimes ± 1, none refused",
+        abs(tokens["total"] - span) <= 1 and tokens["rejected"] == 0,
+    )
+    result.check(
+        "default set: a fresh profile by command while brand-b fails",
+        f"exit {code_default}",
+        "0",
+        code_default == 0,
+    )
+    brand_total = brand_end["total"] - brand_start["total"]
+    bound = max_token_requests(end.at - fault_at, base, maximum)
+    result.check(
+        "brand-b: token requests while its endpoint fails",
+        f"{brand_total} ({brand_end['issued'] - brand_start['issued']} issued)",
+        f"1 to {bound} (its own backoff), none issued",
+        1 <= brand_total <= bound and brand_end["issued"] == brand_start["issued"],
+    )
+    result.check(
+        "brand-b: its calls fail with a token error",
+        f"before the fault exit {code_before}; during exit {code_failing}",
+        "0 before; non-zero, a Token* error, during",
+        code_before == 0 and code_failing != 0 and "Token" in failing_text,
+    )
+    by_set = [{one["name"]: one["status"] for one in body.get("clients", [])} for body in health]
+    result.check(
+        "health: each set's status while brand-b fails",
+        dict(Counter(f"default {s.get('default')}, brand-b {s.get(BRAND_B)}" for s in by_set)),
+        "default ok throughout; brand-b not ok once its token is gone",
+        bool(by_set)
+        and all(s.get("default") == "ok" for s in by_set)
+        and any(s.get(BRAND_B) not in (None, "ok") for s in by_set),
+    )
+    listed = [one["name"] for one in (status_body or {}).get("clients", [])]
+    result.check(
+        "bettorsense_status --json lists each set", listed, "['default', 'brand-b']", listed == ["default", BRAND_B]
+    )
+    result.report(
+        "brand-b: its calls succeed again after the endpoint heals",
+        f"{recovered_after:.1f} s later" if recovered else "no",
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -122,17 +123,34 @@ def child_env(overrides: dict[str, Any], *, database: str | None = None, **extra
 
 
 def stop_process_group(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> None:
-    """SIGTERM the group this test started (``start_new_session=True``), then SIGKILL it."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-    # The leader may be gone while members of its group are not (Celery's pool processes).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+    """SIGTERM the group this test started (``start_new_session=True``), wait for all of it, then SIGKILL.
+
+    The wait is for the whole group, not its leader: a wrapper such as ``faketime`` dies on SIGTERM
+    at once while the program it runs is still shutting down (a Celery beat removing its pidfile),
+    and Celery's pool processes may outlive their parent.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    if not wait_for_group(proc, grace):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        wait_for_group(proc, grace)
+
+
+def wait_for_group(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Whether every process of ``proc``'s group has exited (and been reaped) within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.poll()  # reaps the leader
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 @dataclass
@@ -146,11 +164,24 @@ class FleetProcess:
     result: dict[str, Any] | None = None
 
     @classmethod
-    def start(cls, env: dict[str, str], log_path: Path, *, threads: int, pause: float, holder: str) -> FleetProcess:
+    def start(
+        cls,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        threads: int,
+        pause: float,
+        holder: str,
+        wrapper: tuple[str, ...] = (),
+        clients: tuple[str, ...] = (),
+    ) -> FleetProcess:
+        """``wrapper``: argv the worker runs under, e.g. ``("faketime", "-f", "+45s")``; ``clients``:
+        the credential sets its threads ask for (``--threads`` threads each; default: ``default``)."""
         log = log_path.open("w")
         try:
             proc = subprocess.Popen(
                 [
+                    *wrapper,
                     sys.executable,
                     "-m",
                     "harness.fleet",
@@ -160,6 +191,7 @@ class FleetProcess:
                     str(pause),
                     "--holder",
                     holder,
+                    *(("--clients", ",".join(clients)) if clients else ()),
                 ],
                 cwd=BASE_DIR,
                 env=env,
@@ -241,13 +273,27 @@ def run_fleet(
     pause: float = 0.001,
     holder: str = "shared",
     startup_timeout: float = 60.0,
+    envs: list[dict[str, str]] | None = None,
+    clients: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """Start ``processes`` workers, start them together once all are ready, return their reports."""
+    """Start ``processes`` workers, start them together once all are ready, return their reports.
+
+    ``envs``: worker ``i`` runs with ``envs[i % len(envs)]`` instead of ``env`` (half the fleet on
+    other settings, as in a rolling deploy).
+    """
     workers: list[FleetProcess] = []
     try:
         for index in range(processes):
+            own = envs[index % len(envs)] if envs else env
             workers.append(
-                FleetProcess.start(env, log_dir / f"worker-{index}.log", threads=threads, pause=pause, holder=holder)
+                FleetProcess.start(
+                    own,
+                    log_dir / f"worker-{index}.log",
+                    threads=threads,
+                    pause=pause,
+                    holder=holder,
+                    clients=clients,
+                )
             )
         wait_until(workers, "ready", startup_timeout)
         for worker in workers:
@@ -385,6 +431,7 @@ def _merge(reports: list[_ThreadReport], fetch_counts: dict[str, int], threads: 
         token_list.append(
             {
                 "jti": str(claims.get("jti") or fingerprint(value)),
+                "client_id": claims.get("azp"),
                 "fingerprint": fingerprint(value),
                 "iat": claims.get("iat"),
                 "exp": claims.get("exp"),
@@ -425,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--pause", type=float, default=0.001, help="Sleep between two calls of a thread.")
     parser.add_argument("--holder", choices=("shared", "naive"), default="shared")
+    parser.add_argument("--clients", default="default", help="Credential sets, comma-separated (shared holder).")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
@@ -439,9 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings = _WarningCollector()
     logging.getLogger("bettorsense").addHandler(warnings)
     config = get_config()
+    gets: list[Any] = []
+    managers: list[Any] = []
     if args.holder == "shared":
-        manager = tokens.get_token_manager(config)
-        get, fetch_counts = tokens.get_access_token, manager.fetch_counts
+        for name in args.clients.split(","):
+            managers.append(tokens.get_token_manager(get_config(name)))
+            gets.append(functools.partial(tokens.get_access_token, name))
     else:
         holder = NaiveTokenHolder(
             config.token_url,
@@ -453,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             config.timeout,
         )
-        get, fetch_counts = holder.get, holder.fetch_counts
+        gets, managers = [holder.get], [holder]
     connections.close_all()
 
     print(f"READY {os.getpid()}", flush=True)
@@ -462,15 +513,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     run_for = float(json.loads(line)["run_for"])
     deadline = time.time() + run_for
-    reports = [_ThreadReport() for _ in range(args.threads)]
+    reports = [_ThreadReport() for _ in range(args.threads * len(gets))]
     workers = [
-        threading.Thread(target=_loop, args=(get, deadline, args.pause, report), daemon=True) for report in reports
+        threading.Thread(target=_loop, args=(gets[i % len(gets)], deadline, args.pause, report), daemon=True)
+        for i, report in enumerate(reports)
     ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=run_for + 30.0)
     stuck = sum(worker.is_alive() for worker in workers)
+    fetch_counts: Counter[str] = Counter()
+    for manager in managers:
+        fetch_counts.update(manager.fetch_counts)
     result = _merge(reports, fetch_counts, args.threads)
     result["warnings"] = warnings.messages[:5]
     if stuck:

@@ -22,6 +22,8 @@ if (BASE_DIR / ".env").is_file():
 DEBUG = env.bool("DEBUG", default=False)
 # The default is for the demo only; system check security.W009 flags it when DEBUG is off.
 SECRET_KEY = env("SECRET_KEY", default="django-insecure-bettorsense-demo-key-do-not-use-in-production")
+# Comma-separated; the old key during a rotation: what it sealed still opens (README, "Security").
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
@@ -32,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "bettorsense",
+    # The demo itself: its management commands (bettorsense_demo_user) ship with no install of the app.
+    "project",
 ]
 
 MIDDLEWARE = [
@@ -73,6 +77,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 CACHES = {"default": env.cache("CACHE_URL", default="dbcache://bettorsense_cache")}
+# Risk profiles in a cache of their own, so they never fill (and, in the database cache, cull) the
+# token's entries (bettorsense.W020): a table of their own beside the database cache, else CACHE_URL's.
+_SHARED_PROFILE_CACHE = CACHES["default"]["BACKEND"] != "django.core.cache.backends.db.DatabaseCache"
+CACHES["profiles"] = env.cache(
+    "PROFILE_CACHE_URL",
+    default=env("CACHE_URL") if _SHARED_PROFILE_CACHE else "dbcache://bettorsense_profile_cache",
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -84,7 +95,8 @@ STATIC_URL = "static/"
 WHITENOISE_USE_FINDERS = True
 
 # --- Celery -------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+# "localhost": kombu warns on every connection to a broker URL that names no host.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "project.broker:Transport"  # kombu's, with atomic message files
     _broker_dir = Path(env("CELERY_BROKER_DIR", default=str(RUN_DIR / "broker")))
@@ -104,7 +116,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
-# The beat entry a host project copies: it renews the shared token inside its renewal window.
+# The beat entry a host project copies: it renews the shared token inside its renewal window. The
+# checks (W005) and the health page read its interval from here.
 BETTORSENSE_REFRESH_EVERY = env.float("BETTORSENSE_REFRESH_EVERY", default=10.0)
 _SYNC_HOUR, _SYNC_MINUTE = env("BETTORSENSE_SYNC_AT_UTC", default="04:30").split(":")
 CELERY_BEAT_SCHEDULE = {
@@ -119,6 +132,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "bettorsense.tasks.sync_risk_profiles",
         "schedule": crontab(hour=_SYNC_HOUR, minute=_SYNC_MINUTE),
     },
+    # The daily purge of rows past their retention settings (docs/responsible-gaming.md).
+    "bettorsense-daily-purge": {
+        "task": "bettorsense.tasks.purge_expired",
+        "schedule": crontab(hour=5, minute=15),
+    },
 }
 
 # --- Bettor Sense ---------------------------------------------------------------------------
@@ -132,10 +150,11 @@ BETTORSENSE = {
     "AUDIENCE": env("BETTORSENSE_AUDIENCE", default=None),
     "API_URL": env("BETTORSENSE_API_URL", default=None),
     "REFRESH_MARGIN": env.float("BETTORSENSE_REFRESH_MARGIN", default=30.0),
-    "REFRESH_EVERY": BETTORSENSE_REFRESH_EVERY,
     # Monitors send it as "Authorization: Bearer ..." to read the full health JSON; empty: staff only.
     "HEALTH_TOKEN": env("BETTORSENSE_HEALTH_TOKEN", default=""),
     "PROBE_ACCOUNT_ID": env("BETTORSENSE_PROBE_ACCOUNT_ID", default="player_1"),
+    "METRICS_DEFAULT_REGISTRY": env.bool("BETTORSENSE_METRICS_DEFAULT_REGISTRY", default=False),
+    "PROFILE_CACHE_ALIAS": "profiles",
 }
 
 LOGGING = {
@@ -144,6 +163,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "bettorsense": {"handlers": ["console"], "level": env("BETTORSENSE_LOG_LEVEL", default="INFO")},
+        # propagate: False, or a Celery worker prints each line twice (here and through its root handler).
+        "bettorsense": {
+            "handlers": ["console"],
+            "level": env("BETTORSENSE_LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
     },
 }

@@ -7,6 +7,7 @@ token and API URLs point.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,14 +112,16 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # SIGTERM to each leader only: a Celery worker stops its own pool (a signal to the whole
+        # group kills the pool first, and the worker logs each child as an ERROR).
         for process in processes:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.terminate()
         for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever a leader left behind
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from django.core.cache import caches
 from django.core.cache.backends.db import DatabaseCache
 
 from bettorsense import tokens
+from bettorsense.profile_memo import MEMO
 from bettorsense.sandbox import SandboxServer, SandboxState
+from bettorsense.tokens.clock import SYSTEM_CLOCK
 from tests.support.clock import FakeClock
 from tests.support.sandbox import sandbox_settings
 
@@ -115,6 +117,16 @@ def _fresh_process_tokens() -> Iterator[None]:
     tokens.reset_process_state()
     yield
     tokens.reset_process_state()
+
+
+@pytest.fixture(autouse=True)
+def _empty_profile_memo() -> Iterator[None]:
+    """Each test starts with an empty process memo of profiles, on the real clock."""
+    MEMO.clear()
+    MEMO.clock = SYSTEM_CLOCK
+    yield
+    MEMO.clear()
+    MEMO.clock = SYSTEM_CLOCK
 
 
 @pytest.fixture

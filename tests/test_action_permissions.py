@@ -100,7 +100,9 @@ def memory_broker() -> Iterator[Callable[[], int]]:
     )
     app.conf.broker_url, app.conf.broker_transport, app.conf.broker_transport_options = "memory://", None, {}
     app.conf.task_always_eager = False
-    app._pool = None  # the producer pool is made from broker_url on first use
+    # The connection and producer pools are made from broker_url on first use, and cached.
+    app._pool = None
+    app.amqp._producer_pool = None
     queue = app.conf.task_default_queue
 
     def queued() -> int:
@@ -121,6 +123,7 @@ def memory_broker() -> Iterator[Callable[[], int]]:
             app.conf.task_always_eager,
         ) = saved
         app._pool = None
+        app.amqp._producer_pool = None
 
 
 def test_view_only_staff_cannot_start_a_sync(configure, sandbox, django_user_model, memory_broker):

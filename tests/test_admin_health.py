@@ -90,10 +90,12 @@ def test_staff_see_each_section(staff_client, configure, sandbox, settings):
     assert '<div class="breadcrumbs">' in html and "Bettor Sense" in html
     for section in ("bs-configuration", "bs-token", "bs-beat", "bs-service", "bs-probe"):
         assert f'id="{section}"' in html
-    # Configuration: environment, URLs, audience, masked client id, bookmakers, cache.
+    # Configuration: environment, URLs, audience, the client id in full, bookmakers, cache.
     assert sandbox.token_url in html and sandbox.api_url("integration") in html
     assert "mts-insight-tech-non-prod" in html
-    assert "•••••••ient" in html and ">demo-client<" not in html
+    assert '<dd id="bs-client-id"><code>demo-client</code></dd>' in html
+    assert re.search(r'id="bs-client-secret">set, fingerprint <code[^>]*>sha256:[0-9a-f]{12}</code>', html)
+    assert "demo-client-secret" not in html
     assert ">123<" in html and ">456<" in html
     assert "DatabaseCache" in html or "RedisCache" in html
     # Token: fingerprint, issue time, live countdown, last renewal, counters.
@@ -115,7 +117,7 @@ def test_stale_beat_is_red_and_says_what_to_start(staff_client, configure, sandb
     html = staff_client.get(PAGE).content.decode()
     assert status_of(html) == "degraded"
     assert 'class="bs-bad" id="bs-beat-stale"' in html
-    assert "celery -A project beat" in html
+    assert "celery -A &lt;your project&gt; beat" in html
 
 
 def test_cache_not_shared_is_explained(staff_client, configure, sandbox, settings):
@@ -131,7 +133,7 @@ def test_broken_token_endpoint_is_down(staff_client, configure, sandbox, setting
     html = staff_client.get(PAGE).content.decode()
     assert status_of(html) == "down"
     assert 'data-code="token-unavailable"' in html
-    assert "TokenServerError" in html
+    assert "The token endpoint failed. (HTTP 503)" in html
     assert ">absent<" in html
 
 
@@ -189,3 +191,57 @@ def test_check_now_needs_post_and_csrf(staff, configure, sandbox):
     page = client.get(PAGE).content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     assert client.post(CHECK, {"csrfmiddlewaretoken": token}).status_code == 302
+
+
+# --- what an operator needs, in words -------------------------------------------------------------
+
+
+def test_beat_s_last_outcome_is_in_words_not_a_code(staff_client, configure, sandbox, settings):
+    health_states.healthy(configure, sandbox, settings)
+    assert health_states.beat_runs() == "not-due"  # its second run: the token is fresh
+    html = staff_client.get(PAGE).content.decode()
+    assert "(not-due)" not in html and "not-due" not in html.split('id="content-main"')[1]
+    assert 'id="bs-beat-outcome">nothing to do: the token was not due for renewal<' in html
+    assert 'id="bs-beat-schedule">renewal every 10 s; stale after 30 s<' in html
+
+
+def test_a_failed_sync_shows_with_its_error(staff_client, configure, sandbox, settings):
+    health_states.sync_failed(configure, sandbox, settings)
+    html = staff_client.get(PAGE).content.decode()
+    assert status_of(html) == "degraded"
+    assert 'data-code="sync-failed"' in html
+    failed = html.split('id="bs-sync-failed">', 1)[1].split("</dd>", 1)[0]
+    assert "failed" in failed and "ago" in failed and "HTTP 403" in failed
+    assert 'id="bs-sync-success"><span class="bs-bad">never</span>' in html
+
+
+def test_a_resolved_error_says_so_with_its_age(staff_client, configure, sandbox, settings):
+    health_states.error_resolved(configure, sandbox, settings)
+    html = staff_client.get(PAGE).content.decode()
+    assert status_of(html) == "ok"
+    error = html.split('id="bs-last-error">', 1)[1].split("</dd>", 1)[0]
+    assert 'id="bs-error-resolved">resolved</span>: a renewal succeeded since.' in error
+    assert re.search(r"\d{2}:\d{2}:\d{2} UTC \(\d+ s ago\)", error)
+    assert "rate limiting" in error
+
+
+def test_an_unresolved_error_says_so(staff_client, configure, sandbox, settings):
+    health_states.renewal_failing(configure, sandbox, settings)
+    error = staff_client.get(PAGE).content.decode().split('id="bs-last-error">', 1)[1].split("</dd>", 1)[0]
+    assert "unresolved" in error and "bs-error-resolved" not in error
+
+
+def test_invalid_settings_do_not_claim_the_cache_is_unreachable(staff_client, configure, sandbox, settings):
+    configure(ENVIRONMENT="prod")
+    html = staff_client.get(PAGE).content.decode()
+    assert status_of(html) == "down"
+    assert 'data-code="config-invalid"' in html and 'data-code="cache-unreachable"' not in html
+    assert "cache unreachable" not in html
+    assert "unknown (the settings are invalid)" in html
+
+
+def test_before_any_sync_the_page_says_none_has_run(staff_client, configure, sandbox, settings):
+    health_states.healthy(configure, sandbox, settings)
+    html = staff_client.get(PAGE).content.decode()
+    assert status_of(html) == "ok"
+    assert 'id="bs-sync-success">no sync has run yet<' in html

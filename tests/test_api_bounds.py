@@ -26,7 +26,7 @@ from bettorsense.exceptions import (
 )
 from bettorsense.sandbox import Fault
 from bettorsense.sandbox.api import gzip_bomb
-from bettorsense.services import SeenIds, get_player_risk_profile, iter_risk_profile_pages
+from bettorsense.services import SeenPages, get_player_risk_profile, iter_risk_profile_pages
 from tests.support.error_reports import frame_variables
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -199,12 +199,14 @@ def test_a_page_longer_than_the_page_size_is_refused(small_pages, sandbox):
     assert caught.value.__notes__ == ["pages yielded: []"]
 
 
-def test_seen_ids_grow_and_remember():
-    seen = SeenIds()
-    assert all(seen.add(f"player_{n}") for n in range(20_000))  # past several doublings
-    assert not any(seen.add(f"player_{n}") for n in range(0, 20_000, 7))
-    assert len(seen) == 20_000
-    assert seen.add("player_20000")
+def test_seen_pages_know_a_page_by_its_players_in_any_order():
+    seen = SeenPages()
+    pages = [[f"player_{n}" for n in range(start, start + 1000)] for start in range(0, 20_000, 1000)]
+    assert all(seen.add(page) for page in pages)
+    assert not seen.add(reversed(pages[3]))  # the same players, in another order
+    assert not seen.add([*pages[0], "player_0"])  # and once more, doubled
+    assert seen.add(pages[5][:-1])  # one player fewer is another page
+    assert len(seen) == 21  # a digest per page, whatever the pages hold
 
 
 # --- echoes of the token ---------------------------------------------------------------------------

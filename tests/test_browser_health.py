@@ -7,9 +7,7 @@ Screenshots are saved under ``artifacts/`` (gitignored).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,56 +21,18 @@ from bettorsense.conf import get_config
 from bettorsense.health import probe
 from bettorsense.sandbox import Fault
 from tests.support import health_states
+from tests.support.browser import find, open_browser, screenshot, wait_for
 from tests.support.sandbox import CLIENT_SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-BROWSER_REQUIRED = os.environ.get("CI") == "true" or os.environ.get("BETTORSENSE_REQUIRE_SERVICES") == "1"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,1500",
-)
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
 USERNAME, PASSWORD = "ops-browser", "pw-ops-browser-1"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _unavailable(reason: str) -> None:
-    if BROWSER_REQUIRED:
-        pytest.fail(f"{reason} (required in CI: .ci/run installs chromium and chromium-driver)")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (requirements-dev.txt)")
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        _unavailable(f"{CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from open_browser(tmp_path / "chromium-profile")
 
 
 @pytest.fixture
@@ -84,28 +44,9 @@ def staff(django_user_model: Any) -> Any:
     return user
 
 
-def wait_for(browser: Any, condition: Any, timeout: float = 10) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, timeout).until(condition)
-
-
-def find(browser: Any, css: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return browser.find_element(By.CSS_SELECTOR, css)
-
-
 def badge(browser: Any) -> tuple[str, str]:
     element = find(browser, "#bs-status")
     return element.get_attribute("data-status"), element.text.lower()  # shown upper-case by CSS
-
-
-def screenshot(browser: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    assert browser.save_screenshot(str(path)), f"could not save {path}"
-    return path
 
 
 def assert_no_secret(browser: Any, token_values: set[str]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import caches
 
-from bettorsense import services
+from bettorsense import cached_profiles
 from bettorsense.conf import get_config
 from bettorsense.services import get_player_risk_profile
 from bettorsense.tokens.manager import RefreshOutcome, TokenManager
@@ -47,7 +47,7 @@ def test_beat_with_no_token_of_its_own_still_renews_an_empty_cache(configure, sa
 @pytest.fixture
 def warning_clock() -> Iterator[FakeClock]:
     """The profile cache's rate-limited warning on a clock the test moves, and not yet said."""
-    warn = services.profile_cache.warn
+    warn = cached_profiles.profile_cache.warn
     real, fake = warn.clock, FakeClock()
     warn.clock = fake
     warn.reset()
@@ -68,26 +68,26 @@ def test_profile_cache_outage_warns_once_per_interval_not_per_call(configure, sa
     }
     configure(CACHE_ALIAS="dead")
     unavailable = "Profile cache: cache 'dead' unavailable"
-    with caplog.at_level(logging.DEBUG, logger="bettorsense.services"):
+    with caplog.at_level(logging.DEBUG, logger="bettorsense.cached_profiles"):
         for _ in range(5):
             assert get_player_risk_profile("player_1").account_id == "player_1"
-    warnings = [r for r in caplog.records if r.name == "bettorsense.services" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "bettorsense.cached_profiles" and r.levelno == logging.WARNING]
     debug = [
         r
         for r in caplog.records
-        if r.name == "bettorsense.services" and r.levelno == logging.DEBUG and unavailable in r.getMessage()
+        if r.name == "bettorsense.cached_profiles" and r.levelno == logging.DEBUG and unavailable in r.getMessage()
     ]
     assert len(warnings) == 1 and unavailable in warnings[0].getMessage()
     assert len(debug) == 9  # the other reads and writes, at DEBUG
 
     warning_clock.advance(29)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bettorsense.services"):
+    with caplog.at_level(logging.WARNING, logger="bettorsense.cached_profiles"):
         get_player_risk_profile("player_2")
-    assert [r for r in caplog.records if r.name == "bettorsense.services"] == []  # still quiet after 29 s
+    assert [r for r in caplog.records if r.name == "bettorsense.cached_profiles"] == []  # still quiet after 29 s
 
     warning_clock.advance(2)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bettorsense.services"):
+    with caplog.at_level(logging.WARNING, logger="bettorsense.cached_profiles"):
         get_player_risk_profile("player_2")
-    assert len([r for r in caplog.records if r.name == "bettorsense.services"]) == 1  # said again after 30 s
+    assert len([r for r in caplog.records if r.name == "bettorsense.cached_profiles"]) == 1  # said again after 30 s

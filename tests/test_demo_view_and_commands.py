@@ -161,6 +161,8 @@ VIEW_STATUS_BY_ERROR = {
     "RateLimited": 503,
     "ServiceUnavailable": 503,
     "BadResponse": 502,
+    "AccessNotRecorded": 503,
+    "ErasureRefused": 400,
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography import fernet
+from cryptography.hazmat.primitives.ciphers import aead
 from django.core.cache import caches
 from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
@@ -185,6 +185,17 @@ def test_a_settings_error(canary, settings):
     assert_no_leak(failure_of(get_config), settings, "a settings error (get_config)")
 
 
+def test_a_sealing_key_list_of_the_wrong_shape(canary, settings):
+    """The list holds real key material next to the mistake (the canary secret stands in for it)."""
+    canary(TOKEN_ENCRYPTION_KEY=[CANARY_SECRET, 3])
+    assert_no_leak(failure_of(get_config), settings, "a sealing key list of the wrong shape")
+
+
+def test_too_many_fallback_keys(canary, settings):
+    settings.SECRET_KEY_FALLBACKS = [f"{CANARY_SECRET}-{n}" for n in range(8)]
+    assert_no_leak(failure_of(get_config), settings, "too many SECRET_KEY_FALLBACKS")
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("count:requests:m{minute}", "not a count"), ("state:beat", {"outcome": "ok"}), ("token", {"not": "sealed"})],
@@ -214,7 +225,7 @@ def test_the_health_snapshot(canary, settings, monkeypatch):
     def decrypt(*args: Any, **kwargs: Any) -> bytes:
         raise MemoryError
 
-    monkeypatch.setattr(fernet.Fernet, "decrypt", decrypt)
+    monkeypatch.setattr(aead.AESGCM, "decrypt", decrypt)
     assert_no_leak(failure_of(snapshot.take_snapshot), settings, "the health snapshot", {issued})
 
 

@@ -14,7 +14,10 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from bettorsense.conf import get_config
 from bettorsense.management.commands.bettorsense_status import Command
+from bettorsense.redaction import fingerprint
+from bettorsense.sandbox import Fault
 from tests.support import health_states
 
 # run_from_argv closes the database connections when it ends, as manage.py does.
@@ -87,7 +90,6 @@ def test_probe_option_runs_the_live_check(configure, sandbox, settings):
 def test_probe_failure_exits_non_zero(configure, sandbox, settings):
     health_states.healthy(configure, sandbox, settings)
     configure(MAX_RETRIES=0, BREAKER_THRESHOLD=100)
-    from bettorsense.sandbox import Fault
 
     sandbox.state.add_fault(Fault(target="api", kind="status", status=500))
     code, out, err = run_status("--probe")
@@ -145,3 +147,40 @@ def test_demo_user_can_open_the_page_and_each_run_resets_the_password(client, co
     from django.contrib.auth import get_user_model
 
     assert get_user_model().objects.filter(username="bettorsense-demo").count() == 1
+
+
+def test_a_failed_sync_command_shows_as_degraded(configure, sandbox, settings):
+    """The issue's case: right after bettorsense_sync failed with exit 1, status said OK."""
+    health_states.healthy(configure, sandbox, settings)
+    sandbox.state.add_fault(Fault(target="batch", kind="status", status=403))
+    with pytest.raises(CommandError) as caught:
+        call_command("bettorsense_sync", "--full", stdout=StringIO(), stderr=StringIO())
+    assert caught.value.returncode == 1
+    sandbox.state.clear_faults()
+    code, out, _ = run_status()
+    assert code == 0
+    assert out.splitlines()[0] == "Bettor Sense: DEGRADED"
+    assert "[degraded] The last sync of the local store failed:" in out
+    sync_line = next(line for line in out.splitlines() if line.startswith("Sync:"))
+    assert "never succeeded; in the beat schedule; the last run FAILED:" in sync_line and "HTTP 403" in sync_line
+
+
+def test_text_output_names_the_client_in_full_and_a_resolved_error(configure, sandbox, settings):
+    health_states.error_resolved(configure, sandbox, settings)
+    code, out, _ = run_status()
+    assert code == 0
+    config = get_config()
+    assert f"Client:        {config.client_id}  secret: {fingerprint(config.client_secret)}" in out
+    assert config.client_secret not in out
+    error_line = next(line for line in out.splitlines() if line.startswith("Last error:"))
+    assert "ago)  (resolved: a renewal succeeded since)" in error_line
+    assert "Beat:          last ran" in out and ": nothing to do: the token was not due for renewal" in out
+    assert "Beat schedule: renewal every 10 s; stale after 30 s" in out
+
+
+def test_invalid_settings_are_the_only_reason_given(configure, sandbox, settings):
+    configure(ENVIRONMENT="prod")
+    code, out, err = run_status()
+    assert code == 1 and "config-invalid" in err
+    assert "[down] The settings are invalid: BETTORSENSE['ENVIRONMENT'] is 'prod'" in out
+    assert "unreachable" not in out and "cache" not in out.lower()

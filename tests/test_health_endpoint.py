@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from bettorsense import beat
+from bettorsense.conf import get_config
+from bettorsense.models import SyncRun
+from bettorsense.redaction import fingerprint
+from bettorsense.sync import run_sync
 from tests.support import health_states
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +81,9 @@ def test_down_body_names_the_failing_token_endpoint(client, monitored, sandbox, 
     assert response.status_code == 503
     body = response.json()
     assert [r["code"] for r in body["reasons"] if r["status"] == "down"] == ["token-unavailable"]
-    assert "TokenServerError" in body["reasons"][0]["message"]
+    # In words: what the token endpoint did, not the error's class name (that is in "outcome").
+    assert "The token endpoint failed. (HTTP 503)" in body["reasons"][0]["message"]
+    assert "TokenServerError" not in body["reasons"][0]["message"]
     assert body["token"]["present"] is False
     assert body["token"]["last_error"]["outcome"] == "TokenServerError"
     assert body["token"]["backoff_until"] is not None
@@ -159,3 +169,83 @@ def test_non_staff_and_staff_without_permission_get_the_word_only(
 
 def test_only_get(client, monitored):
     assert client.post(URL, **bearer()).status_code == 405
+
+
+# --- what an operator needs in the body -----------------------------------------------------------
+
+
+def test_the_client_id_is_shown_in_full_and_the_secret_by_fingerprint(client, monitored, sandbox, settings):
+    health_states.healthy(monitored, sandbox, settings)
+    body = client.get(URL, **bearer()).json()
+    config = get_config()
+    assert body["credentials"] == {"client_id": config.client_id, "client_secret": fingerprint(config.client_secret)}
+    assert config.client_secret not in json.dumps(body)
+
+
+def test_a_failed_sync_is_degraded_with_its_error(client, monitored, sandbox, settings):
+    health_states.sync_failed(monitored, sandbox, settings)
+    response = client.get(URL, **bearer())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    failed = [r for r in body["reasons"] if r["code"] == "sync-failed"]
+    assert len(failed) == 1 and "HTTP 403" in failed[0]["message"]
+    assert body["sync"]["last_run_failed"] is True
+    assert body["sync"]["last_success"] is None
+    assert body["sync"]["scheduled"] is True  # the demo's beat schedule has the daily sync
+    assert "HTTP 403" in body["sync"]["error"]
+
+
+def test_a_sync_that_succeeded_since_clears_the_failure(client, monitored, sandbox, settings):
+    health_states.sync_failed(monitored, sandbox, settings)
+    run_sync(full=True)
+    body = client.get(URL, **bearer()).json()
+    assert body["status"] == "ok"
+    assert body["sync"]["last_run_failed"] is False
+    assert body["sync"]["age"] is not None and body["sync"]["age"] >= 0
+
+
+def test_a_sync_stale_for_over_a_day_is_degraded(client, monitored, sandbox, settings):
+    health_states.beat_runs()
+    run = run_sync(full=True)
+    SyncRun.objects.filter(pk=run.pk).update(
+        started_at=run.started_at - timedelta(days=2), finished_at=run.finished_at - timedelta(days=2)
+    )
+    body = client.get(URL, **bearer()).json()
+    assert [r["code"] for r in body["reasons"]] == ["sync-stale"]
+    assert body["sync"]["age"] > 86400
+    settings.CELERY_BEAT_SCHEDULE = {
+        name: entry for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if entry["task"] != beat.SYNC_TASK
+    }
+    body = client.get(URL, **bearer()).json()  # no sync scheduled: an old success is no problem
+    assert "sync-stale" not in [r["code"] for r in body["reasons"]]
+    assert body["sync"]["scheduled"] is False
+
+
+def test_the_last_error_has_its_age_and_is_resolved_by_a_later_renewal(client, monitored, sandbox, settings):
+    health_states.error_resolved(monitored, sandbox, settings)
+    body = client.get(URL, **bearer()).json()
+    assert body["status"] == "ok"
+    error = body["token"]["last_error"]
+    assert error["outcome"] == "TokenRateLimited"
+    assert error["resolved"] is True
+    assert error["age"] >= 0
+
+
+def test_the_beat_interval_is_read_from_the_schedule(client, monitored, sandbox, settings):
+    settings.CELERY_BEAT_SCHEDULE = {
+        **settings.CELERY_BEAT_SCHEDULE,
+        "bettorsense-refresh-token": {"task": beat.REFRESH_TASK, "schedule": timedelta(seconds=60)},
+    }
+    body = client.get(URL, **bearer()).json()
+    assert body["beat"]["every"] == 60.0
+    assert body["beat"]["stale_after"] == 180.0
+
+
+def test_invalid_settings_give_no_false_cache_reason(admin_client, monitored, sandbox, settings):
+    monitored(ENVIRONMENT="prod")
+    response = admin_client.get(URL)  # the key is a setting too: a staff session reads the body
+    assert response.status_code == 503
+    codes = [r["code"] for r in response.json()["reasons"]]
+    assert codes == ["config-invalid"]
+    assert response.json()["cache"] is None

@@ -13,6 +13,7 @@ from bettorsense.cache import cache_key
 from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseError, PlayerNotFound, ServiceUnavailable
 from bettorsense.sandbox import Fault
+from bettorsense.sealing import unseal
 from bettorsense.services import get_player_risk_profile
 from bettorsense.tokens.manager import TokenManager
 from tests.support.sandbox import FakeClock
@@ -40,7 +41,7 @@ class RecordedWrites(list[dict[str, Any]]):
 
     def record(self, error: BettorSenseError | None, latency: float) -> None:
         telemetry.record_api_call(self.config, error, latency)
-        written = self.cache.get(self.key)
+        written = unseal(self.config, self.cache.get(self.key), key=self.key, kind="telemetry")
         if written is not None:
             self.append(written)
             self.cache.delete(self.key)

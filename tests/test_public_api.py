@@ -30,10 +30,12 @@ PUBLIC_NAMES = [
     "RiskProfile",
     "TransientError",
     "__version__",
+    "access_purpose",
     "get_access_token",
     "get_player_risk_profile",
     "iter_risk_profile_pages",
     "iter_risk_profiles",
+    "record_access",
     "risk_band_changed",
     "run_sync",
 ]
@@ -53,11 +55,14 @@ DEFINED_IN = {
     "iter_risk_profiles": "bettorsense.services",
     "risk_band_changed": "bettorsense.signals",
     "run_sync": "bettorsense.sync",
+    "access_purpose": "bettorsense.privacy.access",
+    "record_access": "bettorsense.privacy.access",
 }
 
 # Every class of bettorsense.exceptions: (its direct bases, retryable).
 EXCEPTIONS = {
     "BettorSenseConfigurationError": (("ImproperlyConfigured",), False),
+    "UnknownClient": (("BettorSenseConfigurationError",), False),
     "BettorSenseError": (("Exception",), False),
     "TransientError": (("BettorSenseError",), True),
     "OperatorActionRequired": (("BettorSenseError",), False),
@@ -85,6 +90,8 @@ EXCEPTIONS = {
     "BadResponse": (("OperatorActionRequired",), False),
     "SyncRefused": (("Exception",), True),
     "SyncAlreadyRunning": (("SyncRefused",), True),
+    "AccessNotRecorded": (("TransientError",), True),
+    "ErasureRefused": (("InvalidInput",), False),
 }
 
 # What a caller does about an error: each concrete error is of exactly one kind.

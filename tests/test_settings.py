@@ -47,7 +47,8 @@ SECRETS = (CLIENT_SECRET, HEALTH_TOKEN, TOKEN_ENCRYPTION_KEY, SECRET_KEY)
 
 
 def test_table_has_one_entry_per_config_field_in_field_order():
-    assert [setting.attribute for setting in SETTINGS] == [f.name for f in fields(Config)]
+    # ``client`` is the credential set's name, the key of CLIENTS, not a setting.
+    assert [setting.attribute for setting in SETTINGS] == [f.name for f in fields(Config) if f.name != "client"]
 
 
 def test_setting_names_are_unique():
@@ -68,7 +69,12 @@ def test_each_parser_returns_the_type_of_its_field():
 
 def test_secrets_are_the_fields_kept_out_of_repr():
     assert {s.attribute for s in SETTINGS if s.secret} == {f.name for f in fields(Config) if not f.repr}
-    assert {s.name for s in SETTINGS if s.secret} == {"CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY", "HEALTH_TOKEN"}
+    assert {s.name for s in SETTINGS if s.secret} == {
+        "CLIENT_SECRET",
+        "TOKEN_ENCRYPTION_KEY",
+        "HEALTH_TOKEN",
+        "PSEUDONYM_KEY",
+    }
 
 
 def test_defaults_map_every_name_to_its_default():
@@ -92,7 +98,7 @@ def test_empty_settings_give_the_defaults(settings):
     )
     assert (config.client_id, config.client_secret, config.health_token) == ("", "", "")
     assert (config.bookmaker_id, config.sub_bookmaker_id) == (None, None)
-    assert config.encryption_key == SECRET_KEY
+    assert config.encryption_keys == (SECRET_KEY,)
     assert (config.refresh_margin, config.connect_timeout, config.stale_ttl) == (30.0, 3.05, 7 * 86400.0)
     assert (config.max_retries, config.breaker_threshold, config.batch_page_size) == (3, 5, 1000)
     assert (config.profile_cache, config.serve_from_store) == (True, True)
@@ -113,7 +119,7 @@ def test_environment_is_lower_cased_and_overrides_win_over_the_preset(settings):
     assert config.token_url == "https://stg-auth.example.test/oauth/token"
     assert config.audience == ENVIRONMENT_PRESETS["production"].audience
     assert config.api_url == "https://api.example.test/rg"
-    assert config.encryption_key == TOKEN_ENCRYPTION_KEY
+    assert config.encryption_keys == (TOKEN_ENCRYPTION_KEY,)
 
 
 def test_values_given_as_strings_are_read_as_before(settings):
@@ -138,7 +144,7 @@ def test_values_given_as_strings_are_read_as_before(settings):
     [
         ("ENVIRONMENT", "staging", "expected one of: integration, production, sandbox"),
         ("REFRESH_MARGIN", "thirty", "must be a number of seconds"),
-        ("REFRESH_EVERY", 0, "must be at least 0.1"),
+        ("SYNC_STALE_AFTER", 10, "must be at least 60"),
         ("CONNECT_TIMEOUT", None, "must be a number of seconds"),
         ("MAX_RETRIES", "three", "must be an integer"),
         ("BREAKER_THRESHOLD", 0, "must be at least 1"),
@@ -174,7 +180,7 @@ def test_memoised_until_bettorsense_secret_key_or_caches_change():
         assert get_config().refresh_margin == 12.0
     assert get_config() == first
     with override_settings(SECRET_KEY=SECRET_KEY, BETTORSENSE={}):
-        assert get_config().encryption_key == SECRET_KEY
+        assert get_config().encryption_keys == (SECRET_KEY,)
     caches_before = get_config()
     with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
         assert get_config() is not caches_before
@@ -295,7 +301,7 @@ def test_readme_meanings_agree_with_the_table():
 def test_readme_demo_env_variables_are_the_ones_the_demo_reads():
     demo = demo_env_variables()
     assert demo["CLIENT_SECRET"] == "BETTORSENSE_CLIENT_SECRET"
-    assert demo["REFRESH_EVERY"] == "BETTORSENSE_REFRESH_EVERY"
+    assert demo["REFRESH_MARGIN"] == "BETTORSENSE_REFRESH_MARGIN"
     assert {key: row[0] for key, row in readme_rows().items() if row[0]} == demo
 
 

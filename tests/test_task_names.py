@@ -23,7 +23,11 @@ from django.core.management import call_command
 from project.celery import app
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-TASK_NAMES = ["bettorsense.tasks.refresh_token", "bettorsense.tasks.sync_risk_profiles"]
+TASK_NAMES = [
+    "bettorsense.tasks.purge_expired",
+    "bettorsense.tasks.refresh_token",
+    "bettorsense.tasks.sync_risk_profiles",
+]
 
 # What a worker does at start-up: set Django up, then import the modules autodiscovery names.
 # In a fresh interpreter, so that no test's own import of bettorsense.tasks can register them.

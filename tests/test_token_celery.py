@@ -2,9 +2,12 @@
 
 ``celery -A project worker`` and ``celery -A project beat`` run as separate process groups on the
 test's database, cache and broker (a filesystem broker in a temporary directory by default, the
-``CELERY_BROKER_URL`` one otherwise, on a queue of the test's own). The sandbox issues 30 s
-tokens and enforces the reuse rule. With a 30 s token the renewal window is 3 s and beat ticks
-every second, the proportions of production (600 s token, 30 s window, a tick every 10 s).
+``CELERY_BROKER_URL`` one otherwise, on a queue of the test's own). The sandbox issues 60 s
+tokens and enforces the reuse rule. With a 60 s token the renewal window is 6 s and beat ticks
+every second: beat renews in the window's first second, the request side would renew lazily only
+in its second half, so beat's task has at least 2 s to reach the worker and finish. Production has
+5 s (600 s token, 30 s window, a tick every 10 s); with 30 s tokens the slack was 0.5 s, and one CI
+run on a loaded machine delivered beat's task later than that.
 
 Meanwhile this process calls ``get_access_token()`` for more than two lifetimes. It must never
 request a token itself: beat's renewal lands in the first half of the window, before the request
@@ -41,7 +44,7 @@ from harness.fleet import (
     stop_process_group,
 )
 
-LIFETIME = 30
+LIFETIME = 60
 REFRESH_EVERY = 1.0
 LOOP_FOR = 2 * LIFETIME + 3  # more than two lifetimes of calls
 STARTUP_TIMEOUT = 90.0  # a Celery worker and beat on a busy two-core machine
@@ -79,7 +82,7 @@ def tail(path: Path, size: int = 8000) -> str:
 def test_beat_renews_the_token_and_requests_never_ask(
     celery_sandbox: SandboxServer, settings: Any, tmp_path: Path
 ) -> None:
-    overrides = sandbox_overrides(celery_sandbox, REFRESH_EVERY=REFRESH_EVERY)
+    overrides = sandbox_overrides(celery_sandbox)
     settings.BETTORSENSE = overrides
     config = get_config()
     manager = tokens.get_token_manager(config)

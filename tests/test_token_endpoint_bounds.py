@@ -33,6 +33,7 @@ from bettorsense.exceptions import (
     TokenTimeout,
 )
 from bettorsense.sandbox import Fault, SandboxServer, SandboxState
+from bettorsense.sealing import seal
 from bettorsense.tokens.endpoint import TokenEndpoint
 from bettorsense.tokens.manager import TokenManager
 from tests.support.error_reports import django_reports, frame_variables
@@ -363,22 +364,25 @@ def test_the_fleet_recovers_within_backoff_max_of_a_retry_after_in_9999(configur
 
 
 @pytest.mark.parametrize(
-    "entry",
+    ("entry", "capped"),
     [
-        pytest.param({"until": 1e300, "error": "TokenRateLimited", "message": "m"}, id="far-future"),
-        pytest.param({"until": math.inf, "error": "TokenRateLimited", "message": "m"}, id="infinite"),
-        pytest.param({"until": 10**400}, id="huge-int-no-error"),
+        pytest.param({"until": 1e300, "error": "TokenRateLimited", "message": "m"}, True, id="far-future"),
+        pytest.param({"until": 10**400, "error": "TokenRateLimited", "message": "m"}, False, id="huge-int"),
+        pytest.param({"until": 1e300}, False, id="no-error"),
     ],
 )
-def test_a_foreign_backoff_entry_is_capped_at_backoff_max(configure, sandbox, clock, entry):
+def test_a_sealed_backoff_entry_is_capped_at_backoff_max(configure, sandbox, clock, entry, capped):
+    """Sealed, as this app writes it, but from a host whose clock or BACKOFF_MAX differs."""
     configure(BACKOFF_MAX=5.0)
     manager = TokenManager(get_config(), clock=clock)
-    caches[get_config().cache_alias].set(manager.shared.backoff_key, entry, 3600)
+    key = manager.shared.backoff_key
+    caches[get_config().cache_alias].set(key, seal(get_config(), entry, key=key, kind="backoff"), 3600)
 
     backoff = manager.shared.read_backoff()
 
-    if entry["until"] == 10**400:  # not even a float: unreadable, so no backoff
+    if not capped:  # out of range or incomplete: malformed, so no backoff, and removed
         assert backoff is None
+        assert caches[get_config().cache_alias].get(key) is None
         return
     assert backoff is not None and backoff.until == clock.now() + 5.0
     with pytest.raises(TokenBackoff) as caught:
@@ -386,11 +390,21 @@ def test_a_foreign_backoff_entry_is_capped_at_backoff_max(configure, sandbox, cl
     assert caught.value.retry_after == 5.0
 
 
-@pytest.mark.parametrize("entry", [{"until": "soon"}, {"until": math.nan}, ["until", 1e300], "garbage"])
-def test_an_unreadable_backoff_entry_is_no_backoff(configure, sandbox, entry):
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"until": "soon"},
+        {"until": math.nan},
+        {"until": math.inf, "error": "TokenRateLimited", "message": "m"},
+        ["until", 1e300],
+        "garbage",
+    ],
+)
+def test_an_unsealed_backoff_entry_is_no_backoff_and_removed(configure, sandbox, entry):
     manager = TokenManager(get_config())
     caches[get_config().cache_alias].set(manager.shared.backoff_key, entry, 3600)
     assert manager.shared.read_backoff() is None
+    assert caches[get_config().cache_alias].get(manager.shared.backoff_key) is None
     assert manager.get_token().value
 
 

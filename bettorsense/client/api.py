@@ -23,16 +23,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 import requests
 from django.views.decorators.debug import sensitive_variables
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
-from bettorsense import telemetry, tokens
+from bettorsense import metrics, telemetry, tokens, tracing
 from bettorsense.client.breaker import get_breaker
 from bettorsense.client.http import BodyDeadlineExceeded, BodyTooLarge, get_session, parse_retry_after, read_body
+from bettorsense.client.routes import route_template
 from bettorsense.client.validation import path_segment
 from bettorsense.conf import Config
 from bettorsense.exceptions import (
@@ -48,6 +50,7 @@ from bettorsense.exceptions import (
     ServiceUnavailable,
 )
 from bettorsense.redaction import redact
+from bettorsense.text import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -71,29 +74,37 @@ def build_url(config: Config, segments: Sequence[str], params: dict[str, Any] | 
 def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | None = None) -> Any:
     """GET one API resource as parsed JSON, through the breaker; raises a typed error otherwise."""
     url = build_url(config, segments, params)
+    route = route_template(segments)
     breaker = get_breaker(config)
     breaker.before_call()
     started = time.monotonic()
     try:
-        body = _get_with_retries(config, url, started)
+        body = _get_with_retries(config, url, route, started)
     except BettorSenseError as err:
         if isinstance(err, ServiceUnavailable):
             breaker.record_failure()
-        telemetry.record_api_call(config, err, time.monotonic() - started)
+        took = time.monotonic() - started
+        telemetry.record_api_call(config, err, took)
+        metrics.api_request(config, route, err.status_code, took)
         raise
     breaker.record_success()
-    telemetry.record_api_call(config, None, time.monotonic() - started)
+    took = time.monotonic() - started
+    telemetry.record_api_call(config, None, took)
+    metrics.api_request(config, route, 200, took)
     return body
 
 
 @lru_cache(maxsize=16)
-def _environment_settings(api_url: str) -> dict[str, Any]:
-    """Proxies and CA bundle from the environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE...).
+def _send_settings(api_url: str) -> dict[str, Any]:
+    """``Session.send``'s keywords: proxies and CA bundle from the environment, and a streamed body.
 
-    ``Session.request`` re-reads them on every call, which costs more than a loopback round trip;
-    they are read once per process and API URL instead.
+    ``Session.request`` re-reads HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE... on every call, which
+    costs more than a loopback round trip; they are read once per process and API URL instead. The
+    environment's settings carry a "stream" of their own: the body is always streamed here.
     """
     settings: dict[str, Any] = {**get_session().merge_environment_settings(api_url, {}, None, None, None)}
+    settings["stream"] = True
+    settings["allow_redirects"] = False
     return settings
 
 
@@ -117,14 +128,29 @@ class _Failure:
 
 def _send(config: Config, url: str, token: tokens.AccessToken, timeout: tuple[float, float]) -> requests.Response:
     session = get_session()
-    prepared = session.prepare_request(
-        requests.Request("GET", config.api_url, headers={"Authorization": token.authorization})
-    )
-    # Set after preparing: requests would otherwise un-escape %2E and let ".." collapse the path.
+    return session.send(_prepare(session, url, token), timeout=timeout, **_send_settings(config.api_url))
+
+
+def _prepare(session: requests.Session, url: str, token: tokens.AccessToken) -> requests.PreparedRequest:
+    """The GET, prepared by hand from the session's headers, hooks and cookies.
+
+    ``Session.prepare_request`` would merge and re-validate every setting of the session, and
+    re-read ``~/.netrc``, on every call: a fifth of a loopback call's time. A netrc entry for the
+    API's host would also replace the bearer token with Basic credentials, so it is not read.
+    The token is a checked RFC 6750 b64token (``tokens.endpoint.B64TOKEN``): no header to re-validate.
+    """
+    prepared = requests.PreparedRequest()
+    prepared.method = "GET"
+    # The URL as built: preparing it would un-escape %2E and let ".." collapse the path.
     prepared.url = url
-    # The environment's settings carry a "stream" of their own: the body is always streamed here.
-    settings = {**_environment_settings(config.api_url), "stream": True}
-    return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
+    # The session's headers are ours (http._new_session): str values, as the stubs cannot know.
+    headers = cast("CaseInsensitiveDict[str]", CaseInsensitiveDict(session.headers))
+    headers["Authorization"] = token.authorization
+    prepared.headers = headers
+    prepared.prepare_hooks(session.hooks)
+    if session.cookies:  # set by an answer (a load balancer's affinity cookie): sent back, as before
+        prepared.prepare_cookies(session.cookies)  # only read, for the Cookie header (no redirect is followed)
+    return prepared
 
 
 def _attempt(config: Config, url: str, token: tokens.AccessToken, deadline: float) -> _Reply | _Failure:
@@ -175,17 +201,24 @@ def _attempt(config: Config, url: str, token: tokens.AccessToken, deadline: floa
     return _Reply(status, response.headers.get("Retry-After"), body)
 
 
-def _get_with_retries(config: Config, url: str, started: float) -> Any:
+def _get_with_retries(config: Config, url: str, route: str, started: float) -> Any:
     # No retry starts after retry_until; the attempt under way may still read until the deadline.
     retry_until = started + config.retry_budget
     deadline = retry_until + config.read_timeout
     attempt = 0
     reauthenticated = False
     manager = tokens.get_token_manager(config)
+    sends = 0
     while True:
         token = manager.get_token()
         sent = time.monotonic()
-        outcome = _attempt(config, url, token, deadline)
+        with tracing.http_client_span("GET", config.api_url, route, resend_count=sends) as span:
+            outcome = _attempt(config, url, token, deadline)
+            if isinstance(outcome, _Failure):
+                span.error_type = outcome.error.__name__
+            else:
+                span.status = outcome.status
+        sends += 1
         if isinstance(outcome, _Failure):
             delay = _backoff(config, attempt)
             if outcome.retryable and _may_retry(config, attempt, retry_until, delay):
@@ -195,7 +228,8 @@ def _get_with_retries(config: Config, url: str, started: float) -> Any:
                 continue
             raise outcome.error(f"The Bettor Sense API call {outcome.description}.")
         status = outcome.status
-        logger.debug("API GET status %s in %.0f ms", status, (time.monotonic() - sent) * 1000)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("API GET status %s in %.0f ms", status, (time.monotonic() - sent) * 1000)
         if status == 200:
             body = _parse_json(outcome.body)
             if isinstance(body, BadResponse):
@@ -243,6 +277,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: Built once: ``json.loads(..., parse_constant=...)`` builds a decoder on every call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _parse_json(body: bytes) -> Any:
     """The parsed body, or the BadResponse to raise (returned: this frame holds the far side's bytes).
 
@@ -250,7 +288,8 @@ def _parse_json(body: bytes) -> Any:
     body whose objects exhaust memory, is a BadResponse like any other unreadable body.
     """
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        # What json.loads does with bytes: UTF-8, -16 or -32, told apart by the first bytes.
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, RecursionError, MemoryError):
         return BadResponse("The Bettor Sense API answered 200 with a body that is not JSON.", status_code=200)
 
@@ -266,12 +305,12 @@ def _detail(body: bytes, token: tokens.AccessToken) -> str | None:
         parsed = json.loads(body)
     except (ValueError, RecursionError, MemoryError):
         text = redact(body.decode("utf-8", "replace").strip(), (token.value,))
-        return text[:300] or None
+        return shorten(text, 300) or None
     if isinstance(parsed, dict):
         parts = [str(parsed[k]) for k in ("title", "detail", "message", "error") if parsed.get(k)]
         return redact(" - ".join(dict.fromkeys(parts)), (token.value,)) or None
     if isinstance(parsed, str):
-        return redact(parsed, (token.value,))[:300]
+        return shorten(redact(parsed, (token.value,)), 300)
     return None
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from datetime import UTC
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from bettorsense import __version__
@@ -120,6 +123,9 @@ def read_body(
     the transport (a reset, a corrupt gzip stream) is raised as urllib3 raises it.
     """
     raw = response.raw
+    # Without a Content-Encoding urllib3 buffers nothing: once the transport has closed the body
+    # (every byte of its Content-Length delivered), no piece remains and the empty read is skipped.
+    identity = not response.headers.get("Content-Encoding")
     pieces: list[bytes] = []
     total = 0
     while True:
@@ -137,6 +143,8 @@ def read_body(
             pieces.append(piece[: len(piece) - (total - max_bytes)])
             break
         pieces.append(piece)
+        if identity and getattr(raw, "closed", False):
+            break
     if clock() > deadline:
         raise BodyDeadlineExceeded
     return b"".join(pieces)
@@ -147,4 +155,111 @@ def _limit_socket_wait(raw: Any, seconds: float) -> None:
     connection = getattr(raw, "connection", None)
     sock = getattr(connection, "sock", None)
     if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
+        seconds = max(seconds, 0.001)
+        if sock.gettimeout() != seconds:  # settimeout is a system call; urllib3 often set this one already
+            sock.settimeout(seconds)
+
+
+# --- one deadline for a whole request ----------------------------------------------------------
+
+_watched = threading.local()
+
+
+class RequestWatch:
+    """Cuts off, at a monotonic deadline, the connection a request opens in this thread.
+
+    The connect and read timeouts apply to each socket operation: an answer whose status line and
+    headers arrive a byte at a time, each within the read timeout, holds the caller for as long as
+    the far side likes. A timer shuts the request's socket down at the deadline instead, which ends
+    any read blocked on it. Only connections opened through :func:`deadline_adapter` are seen.
+    """
+
+    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.deadline = deadline
+        self.clock = clock
+        self.fired = False
+        self._sockets: list[Any] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> RequestWatch:
+        _watched.current = self
+        self._timer = threading.Timer(max(0.0, self.deadline - self.clock()), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _watched.current = None
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def opened(self, sock: Any) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.fired
+        if late:  # the deadline passed while connecting (name resolution, a slow handshake)
+            _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: Any) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _report_socket(connection: Any) -> None:
+    watch: RequestWatch | None = getattr(_watched, "current", None)
+    sock = getattr(connection, "sock", None)
+    if watch is not None and sock is not None:
+        watch.opened(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _report_socket(self)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _report_socket(self)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        _report_socket(connection)  # a kept-alive connection: its socket is already open
+        return connection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        _report_socket(connection)
+        return connection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """Connections whose sockets a :class:`RequestWatch` sees, new or kept alive."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+def deadline_adapter(session: requests.Session, url: str) -> None:
+    """Send the requests to ``url`` through connections a :class:`RequestWatch` can cut off."""
+    if not isinstance(session.adapters.get(url), _DeadlineAdapter):
+        session.mount(url, _DeadlineAdapter(pool_connections=1, pool_maxsize=4, max_retries=0))

@@ -17,11 +17,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bettorsense import tokens
+from bettorsense import telemetry, tokens
 from bettorsense.cache import BestEffortCache, cache_key
-from bettorsense.client import api as client
+from bettorsense.client import api
 from bettorsense.client.validation import account_id as valid_account_id
-from bettorsense.conf import Config, get_config
+from bettorsense.conf import DEFAULT_CLIENT, Config, get_config
 from bettorsense.exceptions import BettorSenseConfigurationError, BettorSenseError, ProfileUnavailable
 from bettorsense.redaction import redact_for
 
@@ -64,11 +64,11 @@ def _elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-def run_probe() -> ProbeResult:
-    """Get a token, then ask the API for one profile; each step with its outcome and duration."""
+def run_probe(client: str = DEFAULT_CLIENT) -> ProbeResult:
+    """Get the credential set's token, then ask the API for one profile; each step with its outcome and duration."""
     at = time.time()
     try:
-        config = get_config()
+        config = get_config(client)
     except BettorSenseConfigurationError as err:
         return ProbeResult(False, at, (ProbeStep("token", False, 0.0, f"Settings are invalid: {err}"),))
     steps: list[ProbeStep] = []
@@ -87,7 +87,7 @@ def run_probe() -> ProbeResult:
             "token",
             True,
             _elapsed_ms(started),
-            f"Token {token.fingerprint}, expires in {token.seconds_left():.0f} s.",
+            f"Token {token.fingerprint}, expires in {token.seconds_left(telemetry.server_now(config)):.0f} s.",
         )
     )
 
@@ -96,7 +96,7 @@ def run_probe() -> ProbeResult:
         account = valid_account_id(config.probe_account_id)
         if config.bookmaker_id is None or config.sub_bookmaker_id is None:
             raise BettorSenseConfigurationError("BOOKMAKER_ID and SUB_BOOKMAKER_ID are not set.")
-        client.get_json(
+        api.get_json(
             config,
             (
                 "v1",
@@ -139,16 +139,16 @@ def _last_result_key(config: Config) -> str:
     return cache_key(config, "probe:last")
 
 
-def run_throttled_probe() -> ThrottledProbe:
-    """:func:`run_probe`, unless a probe of this fleet ran less than PROBE_EVERY seconds ago."""
+def run_throttled_probe(client: str = DEFAULT_CLIENT) -> ThrottledProbe:
+    """:func:`run_probe`, unless a probe of this set ran less than PROBE_EVERY seconds ago."""
     try:
-        config = get_config()
+        config = get_config(client)
     except BettorSenseConfigurationError:
-        return ThrottledProbe(run_probe(), ran=True)  # it fails before any request, and says why
+        return ThrottledProbe(run_probe(client), ran=True)  # it fails before any request, and says why
     # If the cache fails the probe runs anyway: that is when an operator needs it, and the
     # permission still stands between view-only staff and the vendor.
     if _store.add(config, throttle_key(config), time.time(), PROBE_EVERY, on_failure=True):
-        result = run_probe()
+        result = run_probe(client)
         _store.set(config, _last_result_key(config), result.to_json(), _LAST_RESULT_TTL)
         return ThrottledProbe(result, ran=True)
     stored = _store.get(config, _last_result_key(config))

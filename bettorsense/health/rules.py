@@ -14,13 +14,21 @@ snapshot (cache reads, the breaker, the system checks) is :mod:`bettorsense.heal
 
 **degraded** when calls still succeed but something needs a person:
 
-* Celery beat has not run the renewal task for more than three ``REFRESH_EVERY`` intervals;
+* Celery beat has not run the renewal task for more than three intervals of its beat entry (or,
+  when the schedule has no fixed interval, for longer than ``REFRESH_MARGIN``);
 * the cache is process-local (not shared), or unreachable (each process falls back to its own
   token);
 * the last renewal failed while the token is still valid;
 * the token is inside its safety margin (no longer sent) or absent, with no failure recorded;
 * the circuit breaker is half-open;
-* the last API call was refused for the credentials (401 twice, or 403).
+* the last API call was refused for the credentials (401 twice, or 403);
+* the last sync failed, or a sync is in the beat schedule and none succeeded for
+  ``SYNC_STALE_AFTER`` (a day by default; before any success, counted from the first run, so a
+  fresh install is not degraded while it waits for its first scheduled sync);
+* a process's clock is further than ``CLOCK_SKEW_WARN`` from the token server's, or further than
+  ``CLOCK_SKEW_MAX`` (then it is not corrected).
+
+Every reason's code is a key of :data:`REASONS`, with its title and what to do about it.
 
 **ok** otherwise.
 """
@@ -32,15 +40,92 @@ from dataclasses import dataclass
 
 from bettorsense.client.breaker import BreakerState
 from bettorsense.exceptions import AccessDenied, AuthenticationFailed
-from bettorsense.telemetry import ApiCall, TokenState
+from bettorsense.telemetry import ApiCall, ProcessClock, TokenState
+from bettorsense.text import shorten, spelt_out
 
-#: Beat is stale once its last run is older than this many ``REFRESH_EVERY`` intervals.
+#: Beat is stale once its last run is older than this many intervals of its beat entry.
 BEAT_STALE_INTERVALS = 3
-#: What an operator starts when beat is stale (the demo project's Celery app is ``project``).
+#: What an operator starts when beat is stale.
 BEAT_HINT = (
-    "Start Celery beat and a worker for the project (e.g. `celery -A project beat` and "
-    "`celery -A project worker`), with bettorsense.tasks.refresh_token in CELERY_BEAT_SCHEDULE."
+    "Check that Celery beat and a worker of your project run (`celery -A <your project> beat` and "
+    "`celery -A <your project> worker`), and that beat's schedule has the bettorsense.tasks.refresh_token entry."
 )
+#: How much of a sync's error a reason quotes; the sync runs' page has all of it.
+SYNC_ERROR_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class ReasonInfo:
+    title: str
+    action: str
+
+
+#: Every reason code the rules give, its title and what an operator does about it. The runbook in
+#: the docs has an entry for each.
+REASONS: dict[str, ReasonInfo] = {
+    "config-invalid": ReasonInfo(
+        "The settings are invalid", "Fix the setting the message names in settings.BETTORSENSE, then redeploy."
+    ),
+    "credentials-missing": ReasonInfo(
+        "The credentials are missing",
+        "Set BETTORSENSE['CLIENT_ID'] and BETTORSENSE['CLIENT_SECRET'] to the pair of this environment.",
+    ),
+    "check-error": ReasonInfo(
+        "A system check reports an error", "Run `manage.py check` and fix what the bettorsense error says."
+    ),
+    "cache-unreachable": ReasonInfo(
+        "The cache cannot be reached",
+        "Restore the cache server (Redis) or the network to it; meanwhile each process uses a token of its own.",
+    ),
+    "cache-not-shared": ReasonInfo(
+        "The cache is not shared between processes",
+        "Point BETTORSENSE['CACHE_ALIAS'] at Redis or the database cache.",
+    ),
+    "token-unavailable": ReasonInfo(
+        "No usable token, and the token endpoint is failing",
+        "Read the last error: fix the credentials or the token URL if it names them; otherwise wait out the "
+        "backoff, or ask Sportradar about the token endpoint.",
+    ),
+    "token-expiring": ReasonInfo(
+        "The token is inside its safety margin",
+        "Check that beat and a worker run; `manage.py bettorsense_token --refresh` renews it now.",
+    ),
+    "no-token": ReasonInfo(
+        "No token is cached", "Nothing, if traffic or beat is about to request one; otherwise check beat."
+    ),
+    "renewal-failing": ReasonInfo(
+        "The last renewal failed while the token is still valid",
+        "Read the last error and act on it before the current token expires.",
+    ),
+    "beat-stale": ReasonInfo("Celery beat is not renewing the token", BEAT_HINT),
+    "breaker-open": ReasonInfo(
+        "The circuit breaker is open",
+        "Calls fail fast until the cool-down ends; read the last API call and check the API's status.",
+    ),
+    "breaker-half-open": ReasonInfo(
+        "The circuit breaker is half-open", "Nothing: the next call tells whether the API is back."
+    ),
+    "api-refused": ReasonInfo(
+        "The API refuses the credentials",
+        "Check the audience, the package Sportradar enabled for the client, and the bookmaker ids.",
+    ),
+    "sync-failed": ReasonInfo(
+        "The last sync failed",
+        "Read its error on the sync runs page, fix the cause, and run `manage.py bettorsense_sync` again.",
+    ),
+    "sync-stale": ReasonInfo(
+        "No sync succeeded recently",
+        "Check that beat and a worker run the sync entry, or run `manage.py bettorsense_sync` by hand.",
+    ),
+    "clock-skew": ReasonInfo(
+        "A process's clock is off the token server's",
+        "Fix the named machines' time (NTP); meanwhile their expiries are corrected for the offset.",
+    ),
+    "clock-skew-uncorrected": ReasonInfo(
+        "A process's clock is too far off to be corrected",
+        "Fix the named machines' time (NTP), or raise CLOCK_SKEW_MAX if the token server's clock is the right one.",
+    ),
+}
 _CREDENTIAL_REFUSALS = frozenset({AuthenticationFailed.__name__, AccessDenied.__name__})
 _COVERED_CHECKS = frozenset({"bettorsense.E001", "bettorsense.E002"})
 
@@ -77,19 +162,41 @@ class HealthVerdict:
 
 @dataclass(frozen=True)
 class ConfigSummary:
-    """The configuration as it may be shown: no secret, the client id masked."""
+    """The configuration as it may be shown: the client id (not a secret), the secret's fingerprint only."""
 
     environment: str
     token_url: str
     audience: str
     api_url: str
-    client_id_masked: str
+    client_id: str
+    client_secret_fingerprint: str
     has_credentials: bool
     bookmaker_id: int | None
     sub_bookmaker_id: int | None
-    refresh_every: float
+    refresh_margin: float
+    sync_stale_after: float
     probe_account_id: str
     health_token_set: bool
+    clock_skew_warn: float = 5.0
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """What the Celery beat schedule says about the app's two tasks."""
+
+    refresh_every: float | None  # seconds between renewal runs; None when not in it or not a fixed interval
+    sync_scheduled: bool
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    """The local store's sync runs: the first start, the last finished run and the last success (epoch seconds)."""
+
+    first_started_at: float | None  # None: no sync has ever run here
+    last_success_at: float | None
+    last_finished_at: float | None
+    last_finished_failed: bool
+    last_error: str
 
 
 @dataclass(frozen=True)
@@ -149,6 +256,10 @@ class Snapshot:
     breaker: BreakerState | None = None
     last_api_call: ApiCall | None = None
     checks: tuple[CheckResult, ...] = ()
+    schedule: ScheduleInfo | None = None
+    sync: SyncInfo | None = None
+    clocks: tuple[ProcessClock, ...] = ()  # the processes that measured their clock lately
+    client: str = "default"  # the credential set it shows
 
     @property
     def token_usable(self) -> bool:
@@ -166,7 +277,11 @@ class Snapshot:
 
     @property
     def beat_stale_after(self) -> float | None:
-        return None if self.config is None else BEAT_STALE_INTERVALS * self.config.refresh_every
+        """Three intervals of the beat entry; without a fixed interval, the longest renewal window."""
+        if self.config is None:
+            return None
+        every = self.schedule.refresh_every if self.schedule is not None else None
+        return BEAT_STALE_INTERVALS * every if every is not None else self.config.refresh_margin
 
     @property
     def beat_stale(self) -> bool:
@@ -175,6 +290,21 @@ class Snapshot:
             return False
         age = self.beat_age
         return age is None or age > self.beat_stale_after
+
+    @property
+    def last_error_resolved(self) -> bool:
+        """A renewal succeeded after the last recorded error."""
+        if self.fleet is None or self.fleet.last_error is None or self.fleet.last_renewal is None:
+            return False
+        renewal = self.fleet.last_renewal
+        return renewal.succeeded and renewal.at > self.fleet.last_error.at
+
+    @property
+    def sync_age(self) -> float | None:
+        """Seconds since the last successful sync finished."""
+        if self.sync is None or self.sync.last_success_at is None:
+            return None
+        return max(0.0, self.taken_at - self.sync.last_success_at)
 
     @property
     def token_endpoint_failing(self) -> bool:
@@ -277,11 +407,11 @@ def _failure_words(snapshot: Snapshot) -> str:
     parts: list[str] = []
     renewal = snapshot.fleet.last_renewal if snapshot.fleet is not None else None
     if renewal is not None and not renewal.succeeded:
-        parts.append(f"last request: {renewal.outcome}")
+        parts.append(f"last request: {renewal.error or 'failed'}")
     if snapshot.backoff is not None:
         wait = max(0.0, snapshot.backoff.until - snapshot.taken_at)
-        parts.append(f"backing off after {snapshot.backoff.error}, next try in {_seconds(wait)}")
-    return "; ".join(parts) or "unknown"
+        parts.append(f"the fleet waits {_seconds(wait)} before the next request")
+    return "; ".join(parts) or "the cause was not recorded"
 
 
 def _beat(snapshot: Snapshot) -> list[Reason]:
@@ -292,10 +422,13 @@ def _beat(snapshot: Snapshot) -> list[Reason]:
     if age is None:
         text = "Celery beat has never run the token renewal (none recorded)."
     else:
-        text = (
-            f"Celery beat last ran the token renewal {_seconds(age)} ago, more than "
-            f"{BEAT_STALE_INTERVALS} intervals ({_seconds(limit)})."
+        every = snapshot.schedule.refresh_every if snapshot.schedule is not None else None
+        limit_words = (
+            f"{BEAT_STALE_INTERVALS} intervals of its schedule ({_seconds(limit)})"
+            if every is not None
+            else f"the renewal window ({_seconds(limit)})"
         )
+        text = f"Celery beat last ran the token renewal {_seconds(age)} ago, more than {limit_words}."
     return [Reason(Status.DEGRADED, "beat-stale", f"{text} Requests renew the token themselves meanwhile. {BEAT_HINT}")]
 
 
@@ -323,11 +456,85 @@ def _service(snapshot: Snapshot) -> list[Reason]:
             Reason(
                 Status.DEGRADED,
                 "api-refused",
-                f"The last API call was refused ({call.outcome}, HTTP {call.status}): check the credentials' "
+                f"The last API call was refused ({spelt_out(call.outcome).lower()}, HTTP {call.status}): check the "
+                "credentials' "
                 "audience, package and bookmaker ids.",
             )
         )
     return reasons
+
+
+def _sync(snapshot: Snapshot) -> list[Reason]:
+    sync, config = snapshot.sync, snapshot.config
+    if sync is None or config is None:
+        return []
+    reasons: list[Reason] = []
+    if sync.last_finished_failed:
+        error = shorten(sync.last_error, SYNC_ERROR_LENGTH) or "no error was recorded"
+        reasons.append(Reason(Status.DEGRADED, "sync-failed", f"The last sync of the local store failed: {error}"))
+    scheduled = snapshot.schedule is not None and snapshot.schedule.sync_scheduled
+    # Without a success, the time is counted from the first run: a fresh install waits for its first sync.
+    age = snapshot.sync_age
+    waited: float | None = age
+    if age is None and sync.first_started_at is not None:
+        waited = max(0.0, snapshot.taken_at - sync.first_started_at)
+    if scheduled and waited is not None and waited > config.sync_stale_after:
+        since = (
+            f"No sync has succeeded in the {_ago(waited)} since the first one started"
+            if age is None
+            else f"The last successful sync was {_ago(age)} ago"
+        )
+        reasons.append(
+            Reason(
+                Status.DEGRADED,
+                "sync-stale",
+                f"{since}, though one is in the beat schedule (limit: {_ago(config.sync_stale_after)}): "
+                "the local store is falling behind the vendor's scores.",
+            )
+        )
+    return reasons
+
+
+def _clocks(snapshot: Snapshot) -> list[Reason]:
+    if snapshot.config is None:
+        return []
+    limit = snapshot.config.clock_skew_warn
+    refused = [c for c in snapshot.clocks if c.refused]
+    skewed = [c for c in snapshot.clocks if not c.refused and abs(c.skew) > limit]
+    reasons: list[Reason] = []
+    if refused:
+        reasons.append(
+            Reason(
+                Status.DEGRADED,
+                "clock-skew-uncorrected",
+                f"{_processes(refused)} measured a clock offset to the token server beyond CLOCK_SKEW_MAX and "
+                "did not correct it: their token expiries are wrong. Fix the machines' time (NTP).",
+            )
+        )
+    if skewed:
+        reasons.append(
+            Reason(
+                Status.DEGRADED,
+                "clock-skew",
+                f"{_processes(skewed)} run on a clock more than {_seconds(limit)} off the token server's "
+                "(expiries are corrected for it). Fix the machines' time (NTP).",
+            )
+        )
+    return reasons
+
+
+def _ago(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def _processes(clocks: list[ProcessClock]) -> str:
+    shown = ", ".join(f"{c.process} ({c.skew:+.1f} s)" for c in clocks[:5])
+    more = f" and {len(clocks) - 5} more" if len(clocks) > 5 else ""
+    return f"Process{'es' if len(clocks) > 1 else ''} {shown}{more}"
 
 
 def evaluate(snapshot: Snapshot) -> HealthVerdict:
@@ -338,6 +545,8 @@ def evaluate(snapshot: Snapshot) -> HealthVerdict:
         *_token(snapshot),
         *_beat(snapshot),
         *_service(snapshot),
+        *_sync(snapshot),
+        *_clocks(snapshot),
     ]
     reasons.sort(key=lambda reason: -reason.status.rank)
     status = reasons[0].status if reasons else Status.OK

@@ -15,12 +15,14 @@ from dataclasses import replace
 from django.conf import settings
 from django.core.checks import CRITICAL, ERROR, INFO, WARNING, CheckMessage
 from django.core.checks.registry import registry
+from django.db import DatabaseError
+from django.db.models import F
 
-from bettorsense import telemetry, tokens
-from bettorsense.cache import CacheUnavailable, guard_cache
+from bettorsense import beat, telemetry, tokens
+from bettorsense.cache import CacheUnavailable, confirm_round_trip, guard_cache
 from bettorsense.checks import _PROCESS_LOCAL_BACKENDS
 from bettorsense.client.breaker import get_breaker
-from bettorsense.conf import Config, get_config
+from bettorsense.conf import DEFAULT_CLIENT, Config, get_config
 from bettorsense.exceptions import BettorSenseConfigurationError
 from bettorsense.health.rules import (
     BackoffInfo,
@@ -28,10 +30,12 @@ from bettorsense.health.rules import (
     CheckLevel,
     CheckResult,
     ConfigSummary,
+    ScheduleInfo,
     Snapshot,
+    SyncInfo,
     TokenInfo,
 )
-from bettorsense.redaction import mask, redact_for, safe_url
+from bettorsense.redaction import fingerprint, redact_for, safe_url
 from bettorsense.tokens.manager import TokenTiming
 from bettorsense.tokens.shared import SharedTokenCache
 
@@ -65,24 +69,61 @@ def _summary(config: Config) -> ConfigSummary:
         token_url=safe_url(config.token_url),
         audience=config.audience,
         api_url=safe_url(config.api_url),
-        client_id_masked=mask(config.client_id),
+        client_id=config.client_id,
+        client_secret_fingerprint=fingerprint(config.client_secret),
         has_credentials=config.has_credentials,
         bookmaker_id=config.bookmaker_id,
         sub_bookmaker_id=config.sub_bookmaker_id,
-        refresh_every=config.refresh_every,
+        refresh_margin=config.refresh_margin,
+        sync_stale_after=config.sync_stale_after,
         probe_account_id=config.probe_account_id,
         health_token_set=bool(config.health_token),
+        clock_skew_warn=config.clock_skew_warn,
     )
 
 
-def take_snapshot() -> Snapshot:
-    """The fleet's state now, as the health rules see it."""
-    now = time.time()
-    checks = run_app_checks()
+def read_schedule() -> ScheduleInfo:
+    """The renewal interval and whether a sync is scheduled, from the Celery beat schedule."""
+    return ScheduleInfo(refresh_every=beat.refresh_interval(), sync_scheduled=beat.sync_scheduled())
+
+
+def read_sync(clean: Callable[[str], str], client: str = DEFAULT_CLIENT) -> SyncInfo | None:
+    """The set's last finished sync run and last success; None when the database cannot be read."""
+    from bettorsense.models import SyncRun
+
     try:
-        config = get_config()
+        runs = SyncRun.objects.filter(client=client)
+        first = runs.order_by("started_at", "id").first()
+        finished = runs.exclude(status=SyncRun.Status.RUNNING)
+        newest = (F("finished_at").desc(nulls_last=True), F("id").desc())
+        last = finished.order_by(*newest).first()
+        success = finished.filter(status=SyncRun.Status.SUCCEEDED).order_by(*newest).first()
+    except DatabaseError as err:
+        logger.warning("Health snapshot: sync runs unreadable (%s)", type(err).__name__)
+        return None
+    failed = last is not None and last.status == SyncRun.Status.FAILED
+    return SyncInfo(
+        first_started_at=first.started_at.timestamp() if first is not None else None,
+        last_success_at=success.finished_at.timestamp() if success and success.finished_at else None,
+        last_finished_at=last.finished_at.timestamp() if last and last.finished_at else None,
+        last_finished_failed=failed,
+        last_error=clean(last.error) if last is not None and failed else "",
+    )
+
+
+def take_snapshot(client: str = DEFAULT_CLIENT, *, checks: tuple[CheckResult, ...] | None = None) -> Snapshot:
+    """The fleet's state now for the credential set ``client``, as the health rules see it.
+
+    ``checks``: the system checks' results, when the caller ran them already (once for every set).
+    """
+    now = time.time()
+    if checks is None:
+        checks = run_app_checks()
+    try:
+        config = get_config(client)
     except BettorSenseConfigurationError as err:
-        return Snapshot(taken_at=now, config_error=str(err), checks=checks)
+        return Snapshot(taken_at=now, config_error=str(err), checks=checks, client=client)
+    now = telemetry.server_now(config)  # what the fleet recorded is on the token server's clock
 
     def clean(text: str) -> str:
         # Through the config object: no frame of the snapshot holds a secret, should it raise.
@@ -93,10 +134,13 @@ def take_snapshot() -> Snapshot:
     last_call: telemetry.ApiCall | None = None
     backoff: BackoffInfo | None = None
     cache_error: str | None = None
+    clocks: tuple[telemetry.ProcessClock, ...] = ()
     try:
         with guard_cache():
+            confirm_round_trip(config)
             fleet = _clean_fleet(telemetry.read_token_state(config), clean)
             last_call = telemetry.read_api_call(config)
+            clocks = tuple(telemetry.read_process_clocks(config, since=now - _clock_report_age(config)))
             found = SharedTokenCache(config).read_backoff()
         if found is not None:
             backoff = BackoffInfo(until=found.until, error=found.error, message=clean(found.message))
@@ -127,7 +171,16 @@ def take_snapshot() -> Snapshot:
         breaker=get_breaker(config).state() if cache_error is None else None,
         last_api_call=last_call,
         checks=tuple(CheckResult(c.level, c.id, clean(c.message), clean(c.hint)) for c in checks),
+        schedule=read_schedule(),
+        sync=read_sync(clean, config.client),
+        clocks=clocks,
+        client=config.client,
     )
+
+
+def _clock_report_age(config: Config) -> float:
+    """A process's clock measurement is shown this long: it measures again every CLOCK_PROBE_EVERY."""
+    return max(2 * config.clock_probe_every, 3600.0)
 
 
 def _clean_fleet(fleet: telemetry.TokenState, clean: Callable[[str], str]) -> telemetry.TokenState:

@@ -260,7 +260,7 @@ def _authorized(
 
 
 def _profile(state: SandboxState, bookmaker: int, sub_bookmaker: int, account_id: str) -> Response:
-    status, index = classify(account_id, state.players)
+    status, index = classify(account_id, state.player_count)
     if status is not Status.ACTIVE or index is None:
         detail = f"{status.value}: account '{account_id}' of bookmaker {bookmaker}, sub-bookmaker {sub_bookmaker}."
         return problem(404, detail, title=status.value)

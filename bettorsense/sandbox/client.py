@@ -99,6 +99,11 @@ class SandboxClient:
     def advance_day(self, days: int = 1) -> dict[str, Any]:
         return self._object("POST", "advance-day", {"days": days})
 
+    def add_players(self, count: int = 1) -> list[str]:
+        """Add ``count`` players scored today; returns their account ids."""
+        added = self._object("POST", "players", {"count": count})["added"]
+        return [str(account) for account in added]
+
     def requests(self, limit: int = 100) -> list[dict[str, Any]]:
         return self._list("GET", f"requests?limit={int(limit)}")
 

@@ -13,6 +13,7 @@ POST     /_sandbox/revoke            ``{"client_id": "..."}`` (optional) -> ``{"
 GET      /_sandbox/config            the configuration
 POST     /_sandbox/config            settings to change (see ``SandboxState.set_config``)
 POST     /_sandbox/advance-day       ``{"days": 1}`` (optional) -> ``{"day": "YYYY-MM-DD", ...}``
+POST     /_sandbox/players           ``{"count": 1}`` (optional) -> 201 ``{"added": ["player_5001", ...]}``
 GET      /_sandbox/requests?limit=N  the last N recorded API requests (default 100)
 POST     /_sandbox/clients           ``{"client_id", "client_secret", "audiences", "bookmakers"}`` -> 201
 =======  ==========================  ==================================================================
@@ -100,6 +101,13 @@ def _advance_day(state: SandboxState, data: dict[str, Any], query: dict[str, lis
     return json_response(200, {"day": day.isoformat(), "days_advanced": state.days_advanced})
 
 
+def _add_players(state: SandboxState, data: dict[str, Any], query: dict[str, list[str]]) -> Response:
+    count = data.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
+        raise _BadInput("count must be an integer from 1 to 100000.")
+    return json_response(201, {"added": state.add_players(count)})
+
+
 def _requests(state: SandboxState, data: dict[str, Any], query: dict[str, list[str]]) -> Response:
     raw = query.get("limit", ["100"])[0]
     if not raw.isdigit():
@@ -137,6 +145,7 @@ ROUTES: dict[str, dict[str, _Handler]] = {
     "revoke": {"POST": _revoke},
     "config": {"GET": _get_config, "POST": _set_config},
     "advance-day": {"POST": _advance_day},
+    "players": {"POST": _add_players},
     "requests": {"GET": _requests},
     "clients": {"POST": _add_client},
 }

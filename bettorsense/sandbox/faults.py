@@ -19,10 +19,13 @@ Hostile answers of the token endpoint (target ``token`` only):
   date), instead of the whole seconds of ``retry_after``;
 * ``gzip_bomb``: a 200 whose gzip body of ``value`` bytes (default 1.5 MB) decompresses to ~1000 times that;
 * ``json_bomb``: a 200 whose JSON nests ``value`` arrays deep (default 5000);
-* ``drip``: the normal answer, its body sent one byte every ``delay`` seconds.
+* ``drip``: the normal answer, its body sent one byte every ``delay`` seconds;
+* ``drip_head``: the normal answer, its status line and headers (then the body) sent one byte
+  every ``delay`` seconds.
 
 ``times`` counts down each time the fault fires and the fault is removed at 0 (None = forever);
-``page`` restricts a fault to that page of the batch route.
+``page`` restricts a fault to that page of the batch route; ``client_id`` (target ``token`` only)
+restricts it to the token requests of that client.
 
 Hostile API answers (targets ``api``, ``profile``, ``batch``):
 
@@ -50,7 +53,7 @@ API_HOSTILE_KINDS: Final = frozenset(
 BEFORE_KINDS: Final = frozenset({"status", "retry_after", "slow", "hang"}) | API_HOSTILE_KINDS
 BODY_KINDS: Final = frozenset({"non_json", "missing_field", "bad_type"})
 # --- token endpoint: hostile answers ---
-TOKEN_KINDS: Final = frozenset({"redirect", "gzip_bomb", "json_bomb", "drip"})
+TOKEN_KINDS: Final = frozenset({"redirect", "gzip_bomb", "json_bomb", "drip", "drip_head"})
 # --- end token endpoint ---
 KINDS: Final = BEFORE_KINDS | BODY_KINDS | TOKEN_KINDS
 ENVELOPE_KEYS: Final = frozenset({"items", "results", "page", "pageSize", "totalPages", "totalCount"})
@@ -82,6 +85,7 @@ class Fault:
     page: int | None = None
     field: str | None = None
     value: Any = None
+    client_id: str | None = None
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +101,8 @@ class Fault:
             raise ValueError("Fault delay must be a number of seconds >= 0.")
         if self.times is not None and (not isinstance(self.times, int) or self.times < 1):
             raise ValueError("Fault times must be None or an integer >= 1.")
+        if self.client_id is not None and (not isinstance(self.client_id, str) or self.target != "token"):
+            raise ValueError("A fault's client_id is a string, for target 'token' only.")
         if self.page is not None and (not isinstance(self.page, int) or self.page < 1):
             raise ValueError("Fault page must be None or an integer >= 1.")
         if self.kind in API_HOSTILE_KINDS and self.target != "token":
@@ -115,8 +121,12 @@ class Fault:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def matches(self, targets: tuple[str, ...], page: int | None) -> bool:
-        return self.target in targets and (self.page is None or self.page == page)
+    def matches(self, targets: tuple[str, ...], page: int | None, client_id: str | None = None) -> bool:
+        return (
+            self.target in targets
+            and (self.page is None or self.page == page)
+            and (self.client_id is None or self.client_id == client_id)
+        )
 
     def field_name(self, endpoint: str) -> str:
         return self.field or _DEFAULT_FIELDS[(endpoint, self.kind)]

@@ -144,12 +144,14 @@ def handle_token_request(
     client_key = _client_key(state, _claimed_client_id(params or {}, authorization))
 
     delay = drip = 0.0
-    fault = state.take_fault(("token",), body=False)
+    drip_head = False
+    fault = state.take_fault(("token",), body=False, client_id=client_key)
     if fault is not None:
         if fault.kind == "slow":
             delay = fault.delay
-        elif fault.kind == "drip":
+        elif fault.kind in {"drip", "drip_head"}:
             drip = fault.delay
+            drip_head = fault.kind == "drip_head"
         else:
             state.note_token_request(client_key, f"fault_{fault.kind}")
             logger.info("Sandbox token request answered by fault %s", fault.kind)
@@ -167,11 +169,12 @@ def handle_token_request(
     state.note_token_request(client_key, outcome)
 
     if response.status == 200:
-        body_fault = state.take_fault(("token",), body=True)
+        body_fault = state.take_fault(("token",), body=True, client_id=client_key)
         if body_fault is not None:
             response = _bend(response, body_fault)
     response.delay = delay
     response.drip = drip
+    response.drip_head = drip_head
     return response
 
 

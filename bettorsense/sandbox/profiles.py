@@ -268,8 +268,10 @@ class ProfileBook:
     players: int
     synced_days: int = 0
     versions: dict[int, int] = field(default_factory=dict)  # player index -> day of its last re-score
+    # Players added after the start (index -> the day they joined), shared with the state; never re-scored.
+    joined: dict[int, int] = field(default_factory=dict)
     _ages: bytes | None = None
-    _filtered: dict[tuple[int, int], array[int]] = field(default_factory=dict)
+    _filtered: dict[tuple[int, int, int], array[int]] = field(default_factory=dict)
 
     def rescored_on(self, day: int) -> list[int]:
         """The deterministic ~10% of players re-scored on simulated day ``day`` (1-based)."""
@@ -291,6 +293,9 @@ class ProfileBook:
         version = self.versions.get(index, 0)
         if version:
             return start_ordinal + version
+        joined_on = self.joined.get(index)
+        if joined_on is not None:
+            return start_ordinal + joined_on
         return start_ordinal - self.age_of(index)
 
     def age_of(self, index: int) -> int:
@@ -301,7 +306,7 @@ class ProfileBook:
     def changed_since(self, cutoff_epoch: float, start_ordinal: int) -> array[int]:
         """Indexes of the active players whose ``lastUpdatedDateTime >= cutoff``, in order (cached)."""
         cutoff = math.ceil(cutoff_epoch)  # timestamps are whole seconds
-        key = (cutoff, self.synced_days)
+        key = (cutoff, self.synced_days, len(self.joined))
         cached = self._filtered.get(key)
         if cached is not None:
             return cached
@@ -317,6 +322,9 @@ class ProfileBook:
             version = versions.get(index, 0)
             day = start_ordinal + version if version else start_ordinal - ages[index]
             if day >= first_day:
+                selected.append(index)
+        for index, joined_on in sorted(self.joined.items()):
+            if index_status(index) is Status.ACTIVE and start_ordinal + joined_on >= first_day:
                 selected.append(index)
         if len(self._filtered) >= 8:
             self._filtered.clear()

@@ -30,7 +30,7 @@ _PROBLEM_TYPES: Final[dict[int, str]] = {
 @dataclass
 class Response:
     """What to send. ``delay`` seconds are waited first; ``hang`` means never answer at all; with
-    ``drip``, the body goes one byte every ``drip`` seconds."""
+    ``drip``, the body goes one byte every ``drip`` seconds (with ``drip_head``, the head too)."""
 
     status: int
     body: bytes = b""
@@ -39,6 +39,7 @@ class Response:
     delay: float = 0.0
     hang: bool = False
     drip: float = 0.0
+    drip_head: bool = False
 
 
 def dumps(payload: Any) -> bytes:

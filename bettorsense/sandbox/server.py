@@ -8,7 +8,6 @@ import logging
 import socket
 import socketserver
 import threading
-import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -144,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = b"" if self.command == "HEAD" else response.body
         lines = [
             f"HTTP/1.1 {response.status} {phrase(response.status)}",
-            f"Date: {_http_date()}",
+            f"Date: {_http_date(self.server.sandbox.state.clock())}",
             f"Server: {self.server_version}",
             f"Content-Type: {response.content_type}",
             f"Content-Length: {len(response.body)}",
@@ -155,28 +154,31 @@ class _Handler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
             if response.drip:
-                self._drip(head, body, response.drip)
+                self._drip(head, body, response.drip, head_too=response.drip_head)
             else:
                 self.wfile.write(head + body)
         except OSError:
             self.close_connection = True
         logger.debug("%s %s -> %s", self.command, self.path.partition("?")[0], response.status)
 
-    def _drip(self, head: bytes, body: bytes, every: float) -> None:
-        self.wfile.write(head)
-        for index in range(len(body)):
+    def _drip(self, head: bytes, body: bytes, every: float, *, head_too: bool = False) -> None:
+        dripped = head + body if head_too else body
+        if not head_too:
+            self.wfile.write(head)
+        for index in range(len(dripped)):
             if self.server.sandbox._stopping.wait(every):
                 self.close_connection = True
                 return
-            self.wfile.write(body[index : index + 1])
+            self.wfile.write(dripped[index : index + 1])
 
 
 _date_cache: tuple[int, str] = (0, "")
 
 
-def _http_date() -> str:
+def _http_date(clock_now: float) -> str:
+    """The ``Date`` header from the sandbox's clock, the true one that clients' skew is measured against."""
     global _date_cache
-    now = int(time.time())
+    now = int(clock_now)
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True))
     return _date_cache[1]

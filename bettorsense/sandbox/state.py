@@ -145,6 +145,7 @@ class SandboxState:
         self.batch_date_param = "changedSince"
         self.start_day = datetime.fromtimestamp(clock(), UTC).date()
         self.days_advanced = 0
+        self.joined: dict[int, int] = {}  # players added at run time: index -> day they joined
         self._latest: dict[tuple[str, str], str] = {}
         self._verified: dict[str, str] = {}
         self._books: dict[tuple[int, int], profiles.ProfileBook] = {}
@@ -198,6 +199,7 @@ class SandboxState:
                 setattr(self, name, value)
             if {"players", "seed", "start_day"} & set(checked):
                 self._books.clear()
+                self.joined = {}
             return self._config()
 
     def _config(self) -> dict[str, Any]:
@@ -346,13 +348,15 @@ class SandboxState:
             self.faults.clear()
         return count
 
-    def take_fault(self, targets: tuple[str, ...], *, body: bool, page: int | None = None) -> Fault | None:
+    def take_fault(
+        self, targets: tuple[str, ...], *, body: bool, page: int | None = None, client_id: str | None = None
+    ) -> Fault | None:
         """The first fault for ``targets`` of the given phase; counts it down (removing it at 0)."""
         if not self.faults:  # cheap unlocked check on the hot path
             return None
         with self.lock:
             for fault in self.faults:
-                if (fault.kind in BODY_KINDS) == body and fault.matches(targets, page):
+                if (fault.kind in BODY_KINDS) == body and fault.matches(targets, page, client_id):
                     fault.fired += 1
                     if fault.times is not None:
                         fault.times -= 1
@@ -373,10 +377,30 @@ class SandboxState:
         logger.info("Sandbox day is now %s", day.isoformat())
         return day
 
+    @property
+    def player_count(self) -> int:
+        """Every player index in use: the configured players and those added since."""
+        return self.players + len(self.joined)
+
+    def add_players(self, count: int = 1) -> list[str]:
+        """Add ``count`` players scored today (on every bookmaker pair); returns their account ids.
+
+        They appear in the batch's next pages and under ``changedSince`` from today, as players who
+        sign up do. As for the others, every 97th and 89th index has no active profile.
+        """
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self.lock:
+            first = self.player_count + 1
+            for index in range(first, first + count):
+                self.joined[index] = self.days_advanced
+        logger.info("Sandbox added %d players from player_%d", count, first)
+        return [f"{profiles.PLAYER_PREFIX}{index}" for index in range(first, first + count)]
+
     def _book(self, bookmaker: int, sub_bookmaker: int) -> profiles.ProfileBook:
         book = self._books.get((bookmaker, sub_bookmaker))
         if book is None:
-            book = profiles.ProfileBook(self.seed, bookmaker, sub_bookmaker, self.players)
+            book = profiles.ProfileBook(self.seed, bookmaker, sub_bookmaker, self.players, joined=self.joined)
             self._books[(bookmaker, sub_bookmaker)] = book
         book.sync(self.days_advanced)
         return book
@@ -396,12 +420,12 @@ class SandboxState:
             book = self._book(bookmaker, sub_bookmaker)
             start = self.start_day.toordinal()
             if changed_since is None:
-                total = profiles.active_count(self.players)
+                total = profiles.active_count(self.player_count)
                 indexes: Iterable[int] = []
                 if first < total:
                     index = profiles.nth_active(first + 1)
                     picked: list[int] = []
-                    while len(picked) < page_size and index <= self.players:
+                    while len(picked) < page_size and index <= self.player_count:
                         if profiles.index_status(index) is profiles.Status.ACTIVE:
                             picked.append(index)
                         index += 1

@@ -2,8 +2,8 @@
 
 ``decision`` holds the rules of who renews when, as a pure function; ``manager`` reads the fleet's
 state, asks them and acts; ``endpoint`` requests tokens; ``token`` is the value; ``shared`` keeps
-the fleet's entry, lock and backoff in the cache; ``crypto`` seals the cached token; ``clock`` is
-the time they all read.
+the fleet's entry, lock and backoff in the cache, sealed (:mod:`bettorsense.sealing`); ``clock``
+is the time they all read.
 """
 
 from bettorsense.tokens.manager import (

@@ -6,9 +6,13 @@ sends is believed without a bound:
 * the request never follows a redirect (a 3xx is :class:`TokenRedirected`), so the form body with
   the client secret goes to ``TOKEN_URL`` and nowhere else;
 * the answer is read with a byte limit counted after decompression (``TOKEN_MAX_BYTES``), and the
-  whole request, slow bodies included, ends by ``CONNECT_TIMEOUT + READ_TIMEOUT``;
+  whole request, slow heads and bodies included, ends by ``CONNECT_TIMEOUT + READ_TIMEOUT``
+  (:class:`~bettorsense.client.http.RequestWatch`), which the renewal lock's TTL exceeds;
 * ``expires_in`` lies between one second and one day, the token is an RFC 6750 b64token of at most
-  ``TOKEN_MAX_LENGTH`` characters, and ``Retry-After`` is capped at ``BACKOFF_MAX``.
+  ``TOKEN_MAX_LENGTH`` characters, and ``Retry-After`` is capped at ``BACKOFF_MAX``;
+* the answer's ``Date`` header and the token's ``iat`` claim update this process's estimate of its
+  offset to the token server (:class:`~bettorsense.tokens.clock.ServerClock`), within
+  ``CLOCK_SKEW_MAX``; the token's issue and expiry times are on the server's clock.
 
 Every failure is a :class:`TokenError` raised with no chained exception and no traceback through
 requests' frames: error reports show every frame's locals, and requests' frames hold the form body.
@@ -30,7 +34,16 @@ import urllib3
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 
-from bettorsense.client.http import BodyDeadlineExceeded, BodyTooLarge, get_session, parse_retry_after, read_body
+from bettorsense import tracing
+from bettorsense.client.http import (
+    BodyDeadlineExceeded,
+    BodyTooLarge,
+    RequestWatch,
+    deadline_adapter,
+    get_session,
+    parse_retry_after,
+    read_body,
+)
 from bettorsense.conf import DEFAULTS, Config
 from bettorsense.exceptions import (
     AudienceNotAllowed,
@@ -45,7 +58,14 @@ from bettorsense.exceptions import (
     TokenTimeout,
 )
 from bettorsense.redaction import redact, redact_for, safe_url
-from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
+from bettorsense.tokens.clock import (
+    SYSTEM_CLOCK,
+    Clock,
+    OffsetEstimate,
+    ServerClock,
+    estimate_offset,
+    http_date_seconds,
+)
 from bettorsense.tokens.token import AccessToken
 
 #: RFC 6750 §2.1: the characters of a bearer credential. Anything else cannot go in a header.
@@ -54,30 +74,83 @@ MIN_EXPIRES_IN: Final = 1.0
 MAX_EXPIRES_IN: Final = 86400.0
 
 
+def request_deadline(config: Config) -> float:
+    """The longest one token request may take, connection and whole answer included."""
+    return config.connect_timeout + config.read_timeout
+
+
 class TokenEndpoint:
-    """Requests tokens for one set of credentials; a token's lifetime starts when its request is sent."""
+    """Requests tokens for one set of credentials; a token's lifetime starts when its request is sent.
+
+    Every answer, a refusal included, updates :attr:`server_clock`, which the token manager shares.
+    """
 
     def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
-        self.clock = clock
+        if not isinstance(clock, ServerClock):
+            clock = ServerClock(clock, max_offset=config.clock_skew_max)
+        self.server_clock = clock
 
     @method_decorator(sensitive_variables())
     def request_token(self) -> AccessToken:
         """One token request, exactly as the vendor documents it (docs/vendor-api.md §2)."""
-        outcome = _exchange(self.config, sent_at=self.clock.now())
+        with tracing.http_client_span("POST", self.config.token_url) as span:
+            outcome = _exchange(self.config, self.server_clock)
+            if isinstance(outcome, TokenError):
+                span.status, span.error_type = outcome.status_code, type(outcome).__name__
+            else:
+                span.status = 200
         if isinstance(outcome, TokenError):
             # Raised here, outside any except block: nothing is chained to it.
             raise outcome
         return outcome
 
+    def probe_clock(self) -> OffsetEstimate | None:
+        """Measure the offset to the token server without a token request: a HEAD of ``TOKEN_URL``.
+
+        For a process that does not request tokens itself. No credentials are sent, any status
+        will do (only ``Date`` is read), and the answer must come within ``CONNECT_TIMEOUT``.
+        Returns the estimate adopted, or None (no answer, no usable ``Date``, or refused).
+        """
+        local = self.server_clock.local
+        timeout = self.config.connect_timeout
+        sent_at = local.now()
+        try:
+            response = get_session().head(self.config.token_url, timeout=(timeout, timeout), allow_redirects=False)
+        except Exception:  # the probe is best effort: no answer means no estimate
+            return None
+        received_at = local.now()
+        date = response.headers.get("Date")
+        _close(response)
+        estimate = estimate_offset(sent_at=sent_at, received_at=received_at, date=http_date_seconds(date), iat=None)
+        if estimate is None or not self.server_clock.observe(estimate):
+            return None
+        return estimate
+
 
 @sensitive_variables()
-def _exchange(config: Config, *, sent_at: float) -> AccessToken | TokenError:
+def _exchange(config: Config, server_clock: ServerClock) -> AccessToken | TokenError:
     """The request and its answer; a failure is returned, detached from the frames it came from."""
     # Real time, whatever clock the manager runs on: this bounds waiting on a socket.
-    deadline = time.monotonic() + config.connect_timeout + config.read_timeout
+    deadline = time.monotonic() + request_deadline(config)
+    sent_at = server_clock.local.now()
+    session = get_session()
+    deadline_adapter(session, config.token_url)
+    # The watch cuts the connection at the deadline, status line and headers included; the body is
+    # also read against it (read_body), which names the cause more precisely.
+    with RequestWatch(deadline) as watch:
+        outcome = _exchange_within(session, config, server_clock, sent_at=sent_at, deadline=deadline)
+    if watch.fired and isinstance(outcome, TokenEndpointUnreachable | MalformedTokenResponse):
+        return _too_slow(config)  # the cut-off connection, not the far side, ended the answer
+    return outcome
+
+
+@sensitive_variables()
+def _exchange_within(
+    session: requests.Session, config: Config, server_clock: ServerClock, *, sent_at: float, deadline: float
+) -> AccessToken | TokenError:
     try:
-        response = get_session().post(
+        response = session.post(
             config.token_url,
             data={
                 "client_id": config.client_id,
@@ -92,7 +165,7 @@ def _exchange(config: Config, *, sent_at: float) -> AccessToken | TokenError:
     except Exception as err:  # any failure, MemoryError included, is a TokenError
         return _request_failure(err, config)
     try:
-        return _answer(response, config, sent_at=sent_at, deadline=deadline)
+        return _answer(response, config, server_clock, sent_at=sent_at, deadline=deadline)
     except TokenError as err:
         return _detached(err)
     except Exception as err:  # RecursionError, MemoryError, a decoder's own errors...
@@ -132,20 +205,47 @@ def _close(response: requests.Response) -> None:
 
 
 @sensitive_variables()
-def _answer(response: requests.Response, config: Config, *, sent_at: float, deadline: float) -> AccessToken:
+def _answer(
+    response: requests.Response, config: Config, server_clock: ServerClock, *, sent_at: float, deadline: float
+) -> AccessToken:
     status = response.status_code
     if 300 <= status < 400:
         raise _redirected(response, config)
     body = _read_limited(response, config, deadline=deadline)
+    received_at = server_clock.local.now()
+    _observe_clock(server_clock, response, body, config, sent_at=sent_at, received_at=received_at)
     return _interpret(
         status,
         body,
         response.headers.get("Retry-After"),
-        sent_at=sent_at,
+        sent_at=sent_at + server_clock.offset,  # from here on, the server's time
         max_token_length=config.token_max_length,
         backoff_max=config.backoff_max,
         redact_detail=lambda text: redact_for(config, text),
     )
+
+
+@sensitive_variables()
+def _observe_clock(
+    server_clock: ServerClock,
+    response: requests.Response,
+    body: bytes,
+    config: Config,
+    *,
+    sent_at: float,
+    received_at: float,
+) -> None:
+    """Update the offset estimate from the answer's ``Date`` and, on a 200 with a JWT, its ``iat``."""
+    iat = None
+    if response.status_code == 200:
+        answer = _json_or_none(body)
+        value = answer.get("access_token") if isinstance(answer, dict) else None
+        if isinstance(value, str) and len(value) <= config.token_max_length:
+            iat = _jwt_claim(value, "iat")
+    date = http_date_seconds(response.headers.get("Date"))
+    estimate = estimate_offset(sent_at=sent_at, received_at=received_at, date=date, iat=iat)
+    if estimate is not None:
+        server_clock.observe(estimate)
 
 
 def _redirected(response: requests.Response, config: Config) -> TokenRedirected:
@@ -296,26 +396,28 @@ def _token_from_body(body: Any, *, sent_at: float, max_length: int) -> AccessTok
         value=value,
         token_type="Bearer",  # noqa: S106  (the scheme name)
         issued_at=sent_at,
-        expires_at=min(sent_at + float(expires_in), _jwt_expiry(value) or math.inf),
+        # Auth0 writes exp = floor(its clock) + expires_in, so counting from our send time alone can
+        # outlive the claim by up to a second, which a gateway that checks exp would refuse.
+        expires_at=min(sent_at + float(expires_in), _jwt_claim(value, "exp") or math.inf),
     )
 
 
 @sensitive_variables()
-def _jwt_expiry(value: str) -> float | None:
-    """The ``exp`` claim if the token is a JWT, read unverified and used only to shorten the lifetime.
+def _jwt_claim(value: str, name: str) -> float | None:
+    """A numeric claim (``exp``, ``iat``) if the token is a JWT, read unverified.
 
-    Auth0 writes exp = floor(its clock) + expires_in, so counting from our send time alone can
-    outlive the claim by up to a second, which a gateway that checks exp would refuse.
+    Used only to shorten the lifetime and to estimate the clock offset; a token that is no JWT, or
+    a claim that is no finite number, gives None.
     """
     parts = value.split(".")
     if len(parts) != 3:
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        exp = claims.get("exp") if isinstance(claims, dict) else None
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
+        claim = claims.get(name) if isinstance(claims, dict) else None
+        if isinstance(claim, bool) or not isinstance(claim, int | float):
             return None
-        expiry = float(exp)
+        seconds = float(claim)
     except (ValueError, TypeError, RecursionError, OverflowError):
         return None
-    return expiry if math.isfinite(expiry) else None
+    return seconds if math.isfinite(seconds) else None

@@ -8,15 +8,19 @@ Celery workers, on many machines) therefore shares one token through the Django 
 * The memo is re-checked against the shared cache every ``LOCAL_RECHECK`` seconds, and often
   while the token is inside its renewal window, so a renewal or invalidation done elsewhere is
   seen quickly.
-* Celery beat calls :func:`refresh_if_due` every ``REFRESH_EVERY`` seconds; request paths renew
+* Celery beat calls :func:`refresh_if_due` at the interval of its schedule; request paths renew
   lazily; :func:`force_refresh` renews at once. :mod:`bettorsense.tokens.decision` holds the rules
   of who renews when; this module reads the fleet's state, asks them, and acts.
 * Single flight: one owner-checked lock in the cache for the fleet, one thread per process.
 * After a failed request, a backoff kept in the shared cache stops the fleet from hammering the
   token endpoint; a still-valid token keeps being served meanwhile.
 * If the cache itself fails, each process falls back to its own token and logs a warning.
+* Every instant compared with an expiry or a backoff is on the token server's clock as this process
+  estimates it (:class:`~bettorsense.tokens.clock.ServerClock`), so the fleet's entries mean the
+  same to every process whatever its own clock says. A process that has not measured its offset
+  lately (no token answer of its own) measures it before it decides, every ``CLOCK_PROBE_EVERY``.
 
-The cached token is encrypted and authenticated with Fernet (see :mod:`bettorsense.tokens.crypto`).
+The cached token is encrypted, authenticated and bound to its key (see :mod:`bettorsense.sealing`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import random
 import threading
 from typing import NamedTuple
 
-from bettorsense import telemetry
+from bettorsense import metrics, telemetry
 from bettorsense.cache import CacheUnavailable, RateLimitedWarning
-from bettorsense.conf import Config, get_config
+from bettorsense.conf import DEFAULT_CLIENT, Config, get_config
 from bettorsense.exceptions import TokenBackoff, TokenError, TokenWaitTimeout
 from bettorsense.registry import PerConfig
-from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
+from bettorsense.text import shorten
+from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock, OffsetEstimate, ServerClock
 from bettorsense.tokens.decision import (
     CACHE_DOWN,
     Action,
@@ -68,10 +73,14 @@ class TokenManager:
 
     def __init__(self, config: Config, *, clock: Clock = SYSTEM_CLOCK, endpoint: TokenEndpoint | None = None) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = clock if isinstance(clock, ServerClock) else ServerClock(clock, max_offset=config.clock_skew_max)
         self.policy = Policy.of(config)
-        self.shared = SharedTokenCache(config, clock=clock)
-        self.endpoint = endpoint if endpoint is not None else TokenEndpoint(config, clock)
+        self.shared = SharedTokenCache(config, clock=self.clock)
+        self.endpoint = endpoint if endpoint is not None else TokenEndpoint(config, self.clock)
+        self.endpoint.server_clock = self.clock  # the endpoint's measurements correct this manager's clock
+        self._clock_reported: tuple[OffsetEstimate | None, OffsetEstimate | None] = (None, None)
+        self._clock_measured: float | None = None  # monotonic time of the last measurement
+        self._clock_probe_lock = threading.Lock()
         self._memo: _Memo | None = None
         self._lock = threading.Lock()
         self._local_backoff: Backoff | None = None  # this process's own, while the cache is down
@@ -90,6 +99,7 @@ class TokenManager:
 
     def refresh_if_due(self) -> RefreshOutcome:
         """Beat's job: renew the shared token once it is inside its renewal window."""
+        self._measure_clock_if_due()
         memo = self._memo
         try:
             decision = self._settle(Caller.BEAT, memo.token if memo is not None else None)
@@ -134,6 +144,7 @@ class TokenManager:
     # --- one thread per process talks to the fleet ----------------------------------------------
 
     def _slow_path(self) -> AccessToken:
+        self._measure_clock_if_due()
         memo = self._memo
         usable = memo.token if memo is not None and self.clock.now() < memo.timing.usable_until else None
         # The other threads keep a still-valid token meanwhile; without one they wait, bounded.
@@ -284,7 +295,8 @@ class TokenManager:
             except TokenError as err:
                 now = self.clock.now()
                 retry_in = min(max(self.config.backoff_base, err.retry_after or 0.0), self.config.backoff_max)
-                self._local_backoff = Backoff(until=now + retry_in, error=type(err).__name__, message=str(err)[:300])
+                message = shorten(str(err), 600)
+                self._local_backoff = Backoff(until=now + retry_in, error=type(err).__name__, message=message)
                 # quiet_until 0: look at the cache again soon, it may be back.
                 decision = after_failed_renewal(now, decision.fallback, self.policy, quiet_until=0.0)
                 if decision.action is not Action.USE:
@@ -308,10 +320,11 @@ class TokenManager:
                 "No valid token: the cache is unavailable and the last token request failed.",
                 retry_after=retry_after,
             )
+        # The backoff's message is our own error's text (which quotes the vendor, if it said anything):
+        # part of the message, not a vendor detail.
         return TokenBackoff(
-            f"No valid token: the last token request failed ({backoff.error}); "
+            f"No valid token: the last token request failed ({backoff.message or backoff.error}); "
             f"the fleet retries in {retry_after:.1f} s.",
-            detail=backoff.message,
             retry_after=retry_after,
         )
 
@@ -322,7 +335,14 @@ class TokenManager:
 
     def _request_token(self, origin: Caller) -> AccessToken:
         self.fetch_counts[origin.value] = self.fetch_counts.get(origin.value, 0) + 1
-        token = self.endpoint.request_token()
+        try:
+            token = self.endpoint.request_token()
+        except TokenError as err:
+            metrics.token_request(self.config, origin.value, type(err).__name__)
+            raise
+        finally:
+            self._clock_observed()  # a refusal's Date counts too
+        metrics.token_request(self.config, origin.value, telemetry.OUTCOME_OK)
         logger.info(
             "Token renewed by %s in pid %s: %s, expires in %.0f s",
             origin.value,
@@ -331,6 +351,46 @@ class TokenManager:
             token.lifetime,
         )
         return token
+
+    # --- the offset to the token server's clock --------------------------------------------------
+
+    def _measure_clock_if_due(self) -> None:
+        """Probe the token server's clock unless a recent token answer (or probe) measured it."""
+        every = self.config.clock_probe_every
+        measured = self._clock_measured
+        if every <= 0 or (measured is not None and self.clock.monotonic() - measured < every):
+            return
+        if not self._clock_probe_lock.acquire(blocking=False):
+            return  # another thread probes; this one decides on the estimate it has
+        try:
+            # Counted as measured even if the probe fails: an unreachable server is not probed on every call.
+            self._clock_measured = self.clock.monotonic()
+            self.endpoint.probe_clock()
+            self._clock_observed()
+        finally:
+            self._clock_probe_lock.release()
+
+    def _clock_observed(self) -> None:
+        """Report a new estimate (or a refused one) to the fleet's telemetry, once each."""
+        current = (self.clock.estimate, self.clock.rejected)
+        if current == self._clock_reported:
+            return
+        self._clock_reported = current
+        self._clock_measured = self.clock.monotonic()
+        estimate, rejected = current
+        if rejected is not None:
+            logger.warning(
+                "Clock offset to the token server measured as %+.1f s, beyond CLOCK_SKEW_MAX (%g s): ignored",
+                rejected.offset,
+                self.config.clock_skew_max,
+            )
+        elif estimate is not None and abs(estimate.offset) > self.config.clock_skew_warn:
+            logger.warning(
+                "This machine's clock is %+.1f s off the token server's (±%.1f s); expiries are corrected",
+                -estimate.offset,
+                estimate.uncertainty,
+            )
+        telemetry.record_clock_offset(self.config, estimate, rejected=rejected)
 
     def _cache_failed(self, err: CacheUnavailable) -> None:
         self._warn_cache("Token cache %r unavailable (%s); using a process-local token", self.config.cache_alias, err)
@@ -342,30 +402,30 @@ _managers: PerConfig[TokenManager] = PerConfig(TokenManager)
 
 
 def get_token_manager(config: Config | None = None) -> TokenManager:
-    """This process's manager for the configured credentials."""
+    """This process's manager for the configured credentials (the ``default`` set's by default)."""
     return _managers.get(get_config() if config is None else config)
 
 
-def get_access_token() -> str:
-    """A valid bearer token for the configured credentials, shared by the whole fleet."""
-    return get_token_manager().get_token().value
+def get_access_token(client: str = DEFAULT_CLIENT) -> str:
+    """A valid bearer token for the credential set ``client``, shared by the whole fleet."""
+    return get_token_manager(get_config(client)).get_token().value
 
 
-def get_token() -> AccessToken:
+def get_token(client: str = DEFAULT_CLIENT) -> AccessToken:
     """Like :func:`get_access_token`, with the expiry and fingerprint."""
-    return get_token_manager().get_token()
+    return get_token_manager(get_config(client)).get_token()
 
 
-def refresh_if_due() -> RefreshOutcome:
-    return get_token_manager().refresh_if_due()
+def refresh_if_due(client: str = DEFAULT_CLIENT) -> RefreshOutcome:
+    return get_token_manager(get_config(client)).refresh_if_due()
 
 
-def force_refresh(*, origin: Caller | str = Caller.MANUAL) -> AccessToken:
-    return get_token_manager().force_refresh(origin=origin)
+def force_refresh(*, origin: Caller | str = Caller.MANUAL, client: str = DEFAULT_CLIENT) -> AccessToken:
+    return get_token_manager(get_config(client)).force_refresh(origin=origin)
 
 
-def invalidate(token_value: str) -> bool:
-    return get_token_manager().invalidate(token_value)
+def invalidate(token_value: str, client: str = DEFAULT_CLIENT) -> bool:
+    return get_token_manager(get_config(client)).invalidate(token_value)
 
 
 def reset_process_state() -> None:

@@ -1,8 +1,14 @@
 """The fleet's shared token state in the Django cache: token, renewal lock and backoff.
 
-Keys are ``<KEY_PREFIX>:<credentials identity>:<name>``; the identity hashes the token URL, the
-audience and the client id, so a token is never reused across credentials or environments.
+Keys are ``<KEY_PREFIX>:<credentials identity>:<name>`` (with the credential set's name after the
+prefix for a set other than ``default``, :func:`bettorsense.cache.cache_key`); the identity hashes
+the token URL, the audience and the client id, so a token is never reused across credential sets,
+credentials or environments.
 Every backend failure becomes :class:`CacheUnavailable`, which the token manager survives.
+
+The token (or tombstone) and the backoff are sealed entries (:mod:`bettorsense.sealing`), checked
+field by field on read (:mod:`bettorsense.entries`); the failure counter is a plain integer, as
+``cache.incr`` needs, checked for range.
 """
 
 from __future__ import annotations
@@ -12,27 +18,48 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import BaseCache, caches
+from django.core.cache import BaseCache
 
-from bettorsense.cache import CacheUnavailable, cache_key, guard_cache, ttl_seconds
+from bettorsense import entries
+from bettorsense.atomic import compare_and_swap
+from bettorsense.cache import CacheUnavailable, backend_of, cache_key, guard_cache, shared_cache, ttl_past, ttl_seconds
 from bettorsense.conf import Config
 from bettorsense.exceptions import BettorSenseError
 from bettorsense.locks import OwnerLock
-from bettorsense.tokens.clock import SYSTEM_CLOCK, Clock
-from bettorsense.tokens.crypto import seal, unseal
+from bettorsense.sealing import seal
+from bettorsense.text import shorten
+from bettorsense.tokens.clock import CACHE_CLOCK_SLACK, SYSTEM_CLOCK, Clock
+from bettorsense.tokens.endpoint import MAX_EXPIRES_IN, request_deadline
+from bettorsense.tokens.legacy import open_legacy_token
 from bettorsense.tokens.token import AccessToken, Backoff, Tombstone
 
-__all__ = ["Backoff", "FleetState", "SharedTokenCache"]
+__all__ = ["Backoff", "FleetState", "SharedTokenCache", "renewal_lock_ttl"]
+
+#: What the renewal lock is held for beyond the token request itself: reading the fleet's state
+#: before it, publishing the token (a confirmed write) or the backoff after it.
+RENEWAL_LOCK_MARGIN = 5.0
+
+
+def renewal_lock_ttl(config: Config) -> float:
+    """The renewal lock's TTL: longer than the longest a token request can take, so two never overlap."""
+    return request_deadline(config) + RENEWAL_LOCK_MARGIN
+
+
+TOKEN_KIND = "token"  # noqa: S105  (an entry kind, not a secret)
+BACKOFF_KIND = "backoff"
+FAILURES_KIND = "token failures"
+_MAX_TOKEN_TYPE = 64
+_MAX_FINGERPRINT = 128
+_MAX_ERROR_NAME = 100
+_MAX_MESSAGE = 300
 
 
 def _entry_ttl(token: AccessToken, now: float) -> int:
-    """How long the cache keeps a token's entry: one second beyond the token's expiry.
+    """How long the cache keeps a token's entry: beyond the token's expiry (see ``ttl_past``).
 
-    Django's database cache stores expiry in whole seconds, truncated, so ``ceil(seconds_left)``
-    alone can drop the entry up to a second before the token expires, inside a short renewal
-    window. When a token is still usable is TokenTiming's business, not the cache's.
+    When a token is still usable is TokenTiming's business, not the cache's.
     """
-    return ttl_seconds(token.seconds_left(now)) + 1
+    return ttl_past(token.seconds_left(now)) + CACHE_CLOCK_SLACK  # tokens.clock says why
 
 
 @dataclass(frozen=True)
@@ -49,25 +76,25 @@ class SharedTokenCache:
         self.config = config
         self.clock = clock
         self.token_key = cache_key(config, "token")
-        # Single flight: held for one token request at most, so it outlives the request's timeouts.
-        self.renewal_lock = OwnerLock(config, "lock", ttl=config.connect_timeout + config.read_timeout + 5)
+        # Single flight: held for one token request at most, so it outlives the request's deadline.
+        self.renewal_lock = OwnerLock(config, "lock", ttl=renewal_lock_ttl(config), clock=clock)
         self.lock_key = self.renewal_lock.key
         self.backoff_key = cache_key(config, "backoff")
         self.failures_key = cache_key(config, "failures")
 
     @property
     def cache(self) -> BaseCache:
-        return caches[self.config.cache_alias]
+        return shared_cache(self.config)
 
     def read_state(self) -> FleetState:
         """Token, backoff and lock in one round trip."""
         with guard_cache():
             found = self.cache.get_many([self.token_key, self.backoff_key, self.lock_key])
-        holder = found.get(self.lock_key)
         return FleetState(
-            token=self._unseal_token(found.get(self.token_key)),
-            backoff=self._active_backoff(found.get(self.backoff_key)),
-            lock_holder=holder if isinstance(holder, str) else None,
+            token=self._open_token(found.get(self.token_key)),
+            backoff=self._open_backoff(found.get(self.backoff_key)),
+            # A stale or foreign lock reads as free: the renewer's acquire() breaks it, bounded.
+            lock_holder=self.renewal_lock.holder_of(found.get(self.lock_key)),
         )
 
     # --- token --------------------------------------------------------------------------------
@@ -75,25 +102,29 @@ class SharedTokenCache:
     def read_token(self) -> AccessToken | Tombstone | None:
         with guard_cache():
             sealed = self.cache.get(self.token_key)
-        return self._unseal_token(sealed)
+        return self._open_token(sealed)
 
-    def _unseal_token(self, sealed: Any) -> AccessToken | Tombstone | None:
-        if not isinstance(sealed, str):
-            return None
-        data = unseal(self.config, sealed)
-        if data is None:
-            return None  # sealed under another key (SECRET_KEY rotated) or tampered with
+    def _open_token(self, raw: Any) -> AccessToken | Tombstone | None:
+        legacy = open_legacy_token(self.config, raw)
+        if legacy is not None:
+            with contextlib.suppress(entries.Malformed):
+                return self._parse_token(legacy)
+        return entries.read_sealed(
+            self.config, self.cache, raw, key=self.token_key, kind=TOKEN_KIND, parse=self._parse_token
+        )
+
+    def _parse_token(self, data: dict[str, Any]) -> AccessToken | Tombstone:
+        """A token whose lifetime is one the token endpoint accepts and whose expiry is no later."""
         if "tombstone" in data:
-            return Tombstone(fingerprint=str(data["tombstone"]))
-        try:
-            return AccessToken(
-                value=str(data["v"]),
-                token_type=str(data["t"]),
-                issued_at=float(data["i"]),
-                expires_at=float(data["e"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
+            return Tombstone(fingerprint=entries.text(data, "tombstone", max_length=_MAX_FINGERPRINT))
+        now = self.clock.now()
+        issued_at = entries.number(data, "i", low=0.0, high=now + MAX_EXPIRES_IN)
+        return AccessToken(
+            value=entries.text(data, "v", max_length=self.config.token_max_length),
+            token_type=entries.text(data, "t", max_length=_MAX_TOKEN_TYPE),
+            issued_at=issued_at,
+            expires_at=entries.number(data, "e", low=issued_at, high=min(issued_at, now) + MAX_EXPIRES_IN),
+        )
 
     def _seal_token(self, token: AccessToken) -> str:
         payload: dict[str, Any] = {
@@ -102,7 +133,7 @@ class SharedTokenCache:
             "i": token.issued_at,
             "e": token.expires_at,
         }
-        return seal(self.config, payload)
+        return seal(self.config, payload, key=self.token_key, kind=TOKEN_KIND)
 
     def write_token(self, token: AccessToken) -> bool:
         """Publish a new token; False if the cache would not keep it.
@@ -128,57 +159,79 @@ class SharedTokenCache:
             return bool(self.cache.add(self.token_key, self._seal_token(token), _entry_ttl(token, self.clock.now())))
 
     def tombstone_if_current(self, token_value: str) -> bool:
-        current = self.read_token()
+        """Replace the entry by a tombstone if it still holds this token: one compare-and-set.
+
+        Read, then swap only if the entry is still the one read, so a token another process
+        published in between is never overwritten (see :mod:`bettorsense.atomic` per backend).
+        """
+        with guard_cache():
+            stored = self.cache.get(self.token_key)
+        current = self._open_token(stored)
         if not isinstance(current, AccessToken) or current.value != token_value:
             return False
-        sealed = seal(self.config, {"tombstone": current.fingerprint})
+        sealed = seal(self.config, {"tombstone": current.fingerprint}, key=self.token_key, kind=TOKEN_KIND)
         with guard_cache():
-            self.cache.set(self.token_key, sealed, _entry_ttl(current, self.clock.now()))
-        return True
+            swap = compare_and_swap(backend_of(self.cache))
+            return swap.replace_if(self.token_key, stored, sealed, _entry_ttl(current, self.clock.now()))
 
     # --- backoff ------------------------------------------------------------------------------
 
     def read_backoff(self) -> Backoff | None:
         with guard_cache():
-            data = self.cache.get(self.backoff_key)
-        return self._active_backoff(data)
+            raw = self.cache.get(self.backoff_key)
+        return self._open_backoff(raw)
 
-    def _active_backoff(self, data: Any) -> Backoff | None:
-        """The entry as a backoff ending within BACKOFF_MAX, or None if it is over or unreadable.
+    def _open_backoff(self, raw: Any) -> Backoff | None:
+        """The entry as a backoff ending within BACKOFF_MAX from now, or None if it is over or unreadable.
 
-        The entry may be foreign (another version of the app, a hand-edited cache) or older than a
-        change of BACKOFF_MAX: the cap keeps any of them from stopping the fleet for longer.
+        The entry may be older than a change of BACKOFF_MAX, or written on a host whose clock is
+        ahead: the cap keeps either from stopping the fleet for longer.
         """
-        if not isinstance(data, dict):
-            return None
-        try:
-            until = float(data.get("until", 0))
-        except (TypeError, ValueError, OverflowError):
-            return None
+        backoff = entries.read_sealed(
+            self.config, self.cache, raw, key=self.backoff_key, kind=BACKOFF_KIND, parse=self._parse_backoff
+        )
         now = self.clock.now()
-        if not until > now:  # also refuses NaN
+        if backoff is None or not backoff.until > now:
             return None
         return Backoff(
-            until=min(until, now + self.config.backoff_max),
-            error=str(data.get("error", ""))[:100],
-            message=str(data.get("message", ""))[:300],
+            until=min(backoff.until, now + self.config.backoff_max), error=backoff.error, message=backoff.message
+        )
+
+    def _parse_backoff(self, data: dict[str, Any]) -> Backoff:
+        return Backoff(
+            until=entries.number(data, "until", low=0.0),
+            error=entries.text(data, "error", max_length=_MAX_ERROR_NAME),
+            message=entries.text(data, "message", max_length=_MAX_MESSAGE, required=False),
         )
 
     def write_backoff(self, err: BettorSenseError, delay: float) -> None:
         delay = min(delay, self.config.backoff_max) if delay >= 0 else 0.0
-        data = {"until": self.clock.now() + delay, "error": type(err).__name__, "message": str(err)[:300]}
+        message = shorten(str(err), _MAX_MESSAGE)
+        data = {"until": self.clock.now() + delay, "error": type(err).__name__, "message": message}
         # Read back, as the token is: a dropped write would let every waiting caller request again.
-        with contextlib.suppress(CacheUnavailable):
-            self._set_confirmed(self.backoff_key, data, ttl_seconds(delay))
+        with contextlib.suppress(CacheUnavailable, ValueError):
+            sealed = seal(self.config, data, key=self.backoff_key, kind=BACKOFF_KIND)
+            self._set_confirmed(self.backoff_key, sealed, ttl_past(delay))
 
     def count_failure(self) -> int:
         """Consecutive failed token requests across the fleet, this one included."""
+        ttl = ttl_seconds(self.config.backoff_max * 4)
         try:
             with guard_cache():
-                self.cache.add(self.failures_key, 0, ttl_seconds(self.config.backoff_max * 4))
-                return int(self.cache.incr(self.failures_key))
-        except (CacheUnavailable, ValueError):
-            return 1
+                if self.cache.add(self.failures_key, 1, ttl):
+                    return 1
+                counted = entries.read_count(
+                    self.cache, self.cache.incr(self.failures_key), key=self.failures_key, kind=FAILURES_KIND
+                )
+                if counted is not None:
+                    return counted
+                self.cache.add(self.failures_key, 1, ttl)  # read_count removed a count out of range
+        except CacheUnavailable:
+            # incr() raises on a value that is not an integer: start the count again
+            with contextlib.suppress(CacheUnavailable), guard_cache():
+                self.cache.delete(self.failures_key)
+                self.cache.add(self.failures_key, 1, ttl)
+        return 1
 
     def clear_backoff(self) -> None:
         try:

@@ -47,3 +47,20 @@ class WatchedClock(SystemClock):
     def sleep(self, seconds: float) -> None:
         self.slept.set()
         super().sleep(seconds)
+
+
+class SkewedClock:
+    """Another machine's clock: ``base``'s time off by ``skew`` seconds (positive: ahead)."""
+
+    def __init__(self, base: FakeClock, skew: float) -> None:
+        self.base = base
+        self.skew = skew
+
+    def now(self) -> float:
+        return self.base.now() + self.skew
+
+    def monotonic(self) -> float:
+        return self.base.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)

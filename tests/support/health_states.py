@@ -12,13 +12,15 @@ from typing import Any
 
 from django.core.cache import caches
 
-from bettorsense import tasks, tokens
+from bettorsense import beat, tasks, tokens
 from bettorsense.cache import cache_key
 from bettorsense.client.breaker import get_breaker
 from bettorsense.conf import get_config
-from bettorsense.exceptions import ServiceUnavailable, TokenError
+from bettorsense.exceptions import AccessDenied, ServiceUnavailable, TokenError
 from bettorsense.sandbox import Fault
+from bettorsense.sealing import seal
 from bettorsense.services import get_player_risk_profile
+from bettorsense.sync import run_sync
 from bettorsense.tokens.shared import SharedTokenCache
 from bettorsense.tokens.token import AccessToken
 
@@ -28,12 +30,24 @@ DEAD_REDIS = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATIO
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bettorsense-health-tests"}
 
 
+def must_fail(call: Callable[[], object], error: type[Exception], message: str) -> None:
+    """Run ``call``, which a planted fault makes raise ``error``; fail the set-up if it does not."""
+    try:
+        call()
+    except error:
+        return
+    raise AssertionError(message)  # pragma: no cover - the fault makes it fail
+
+
 def beat_runs() -> str:
-    """What Celery beat does every REFRESH_EVERY seconds: the real task, run in this process."""
+    """What Celery beat does at each tick of its schedule: the real task, run in this process."""
     return tasks.refresh_token()
 
 
 def healthy(configure: Configure, sandbox: Any, settings: Any) -> str:
+    """A set-up with no issue: profiles in a cache of their own (bettorsense.W020 otherwise)."""
+    settings.CACHES = {**settings.CACHES, "profiles": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    configure(PROFILE_CACHE_ALIAS="profiles")
     beat_runs()
     get_player_risk_profile("player_1", fresh=True)
     return "ok"
@@ -57,12 +71,7 @@ def renewal_failing(configure: Configure, sandbox: Any, settings: Any) -> str:
     """A valid token, but the last renewal failed."""
     beat_runs()
     sandbox.state.add_fault(Fault(target="token", kind="status", status=503))
-    try:
-        tokens.force_refresh(origin="manual")
-    except TokenError:
-        pass
-    else:  # pragma: no cover - the fault makes it fail
-        raise AssertionError("the renewal should have failed")
+    must_fail(lambda: tokens.force_refresh(origin="manual"), TokenError, "the renewal should have failed")
     beat_runs()  # beat keeps ticking: the token is still valid (not due)
     return "degraded"
 
@@ -71,8 +80,10 @@ def beat_stale(configure: Configure, sandbox: Any, settings: Any) -> str:
     """A token, but beat's last run is four intervals old."""
     config = get_config()
     tokens.get_token()
-    old = time.time() - 4 * config.refresh_every
-    caches[config.cache_alias].set(cache_key(config, "state:beat"), {"at": old, "outcome": "not-due", "pid": 1}, 3600)
+    old = time.time() - 4 * (beat.refresh_interval() or config.refresh_margin)
+    key = cache_key(config, "state:beat")
+    entry = seal(config, {"at": old, "outcome": "not-due", "pid": 1}, key=key, kind="telemetry")
+    caches[config.cache_alias].set(key, entry, 3600)
     return "degraded"
 
 
@@ -95,12 +106,9 @@ def breaker_open(configure: Configure, sandbox: Any, settings: Any) -> str:
     configure(BREAKER_THRESHOLD=1, MAX_RETRIES=0)
     beat_runs()
     sandbox.state.add_fault(Fault(target="api", kind="status", status=503))
-    try:
-        get_player_risk_profile("player_2", fresh=True)
-    except ServiceUnavailable:
-        pass
-    else:  # pragma: no cover - the fault makes it fail
-        raise AssertionError("the API call should have failed")
+    must_fail(
+        lambda: get_player_risk_profile("player_2", fresh=True), ServiceUnavailable, "the API call should have failed"
+    )
     sandbox.state.clear_faults()
     return "down"
 
@@ -110,7 +118,8 @@ def breaker_half_open(configure: Configure, sandbox: Any, settings: Any) -> str:
     beat_runs()
     config = get_config()
     breaker = get_breaker(config)
-    caches[config.cache_alias].set(breaker.open_key, {"until": time.time() - 1, "failures": 5}, 3600)
+    opened = seal(config, {"until": time.time() - 1, "failures": 5}, key=breaker.open_key, kind="breaker open")
+    caches[config.cache_alias].set(breaker.open_key, opened, 3600)
     return "degraded"
 
 
@@ -136,6 +145,26 @@ def cache_unreachable(configure: Configure, sandbox: Any, settings: Any) -> str:
     configure(CACHE_ALIAS="dead")
     tokens.get_token()  # the process falls back to a token of its own
     return "degraded"
+
+
+def sync_failed(configure: Configure, sandbox: Any, settings: Any) -> str:
+    """The token is fine, but the last sync of the local store failed (the batch endpoint refused it)."""
+    beat_runs()
+    sandbox.state.add_fault(Fault(target="batch", kind="status", status=403))
+    must_fail(lambda: run_sync(full=True), AccessDenied, "the sync should have failed")
+    sandbox.state.clear_faults()
+    return "degraded"
+
+
+def error_resolved(configure: Configure, sandbox: Any, settings: Any) -> str:
+    """A renewal failed (throttled), then the next one succeeded: the last error is resolved."""
+    beat_runs()
+    sandbox.state.add_fault(Fault(target="token", kind="status", status=429))
+    must_fail(lambda: tokens.force_refresh(origin="manual"), TokenError, "the renewal should have failed")
+    sandbox.state.clear_faults()
+    tokens.force_refresh(origin="manual")  # a manual renewal does not wait out the backoff
+    beat_runs()
+    return "ok"
 
 
 def sandbox_token(sandbox: Any) -> str:
@@ -170,6 +199,8 @@ STATES: dict[str, Callable[[Configure, Any, Any], str]] = {
     "settings-invalid": settings_invalid,
     "cache-not-shared": cache_not_shared,
     "cache-unreachable": cache_unreachable,
+    "sync-failed": sync_failed,
+    "error-resolved": error_resolved,
 }
 
 

@@ -5,6 +5,10 @@ Usage::
     python manage.py bettorsense_status           # status, reasons, token, beat, service
     python manage.py bettorsense_status --json    # the health endpoint's full JSON body
     python manage.py bettorsense_status --probe   # also get a token and make one API call now
+    python manage.py bettorsense_status --probe --client brand-b  # the live check with the set brand-b
+
+Each credential set gets a line (``Set brand-b: OK ...``); the details shown are the ``default``
+set's, and ``--json`` has every set's under ``clients``.
 
 Exits 0 when the status is ok or degraded, and 1 when it is down (or the probe fails), so cron
 jobs and container probes can use it. No secret is ever printed.
@@ -18,8 +22,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bettorsense.health import probe, report, rules, snapshot
+from bettorsense.conf import DEFAULT_CLIENT
+from bettorsense.health import probe, report
+from bettorsense.health.fleet import FleetHealth, take_fleet_health
 from bettorsense.health.rules import HealthVerdict, Snapshot, Status
+from bettorsense.management.arguments import add_client_argument, client_config
 
 
 class Command(BaseCommand):
@@ -30,18 +37,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the health JSON body.")
         parser.add_argument("--probe", action="store_true", help="Also get a token and make one API call now.")
+        add_client_argument(parser)  # the set --probe checks
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = probe.run_probe() if options["probe"] else None
-        taken = snapshot.take_snapshot()
-        verdict = rules.evaluate(taken)
+        client = client_config(options["client"]).client if options["probe"] else DEFAULT_CLIENT
+        result = probe.run_probe(client) if options["probe"] else None
+        fleet = take_fleet_health()
+        taken, verdict = fleet.default, fleet.verdict
         if options["json"]:
-            body = report.health_json(taken, verdict, full=True)
+            body = report.fleet_json(fleet, full=True)
             if result is not None:
                 body["probe"] = result.to_json()
             self.stdout.write(json.dumps(body, indent=2))
         else:
             self._print(taken, verdict)
+            self._print_sets(fleet)
             if result is not None:
                 self._print_probe(result)
         if verdict.status is Status.DOWN:
@@ -65,7 +75,7 @@ class Command(BaseCommand):
             out(f"Token URL:     {config.token_url}")
             out(f"API URL:       {config.api_url}")
             out(
-                f"Client:        {config.client_id_masked or '(not set)'}  "
+                f"Client:        {config.client_id or '(not set)'}  secret: {config.client_secret_fingerprint}  "
                 f"bookmaker: {config.bookmaker_id} / {config.sub_bookmaker_id}"
             )
         if taken.cache is not None:
@@ -83,26 +93,47 @@ class Command(BaseCommand):
             renewal = fleet.last_renewal
             if renewal is not None:
                 out(
-                    f"Last renewal:  {report.when(renewal.at, now)} by {renewal.origin}, {renewal.outcome}, "
-                    f"{renewal.duration * 1000:.0f} ms"
+                    f"Last renewal:  {report.when(renewal.at, now)} by {renewal.origin}, "
+                    f"{'succeeded' if renewal.succeeded else 'failed'}, {renewal.duration * 1000:.0f} ms"
                 )
             if fleet.last_error is not None:
-                out(f"Last error:    {report.when(fleet.last_error.at, now)} {fleet.last_error.error}")
+                resolved = "  (resolved: a renewal succeeded since)" if taken.last_error_resolved else ""
+                out(f"Last error:    {report.when(fleet.last_error.at, now)}{resolved} {fleet.last_error.error}")
             out(f"Renewals:      {fleet.renewals_last_hour} in the last hour, {fleet.renewals_last_day} in 24 h")
             out(f"Requests:      {fleet.requests_last_hour} in the last hour, {fleet.requests_last_day} in 24 h")
+            outcome = report.beat_outcome_words(fleet.beat_last_outcome)
             out(
                 f"Beat:          last ran {report.when(fleet.beat_last_run, now)}"
+                + (f": {outcome}" if outcome else "")
                 + ("  STALE" if taken.beat_stale else "")
             )
+        out(f"Beat schedule: {report.schedule_words(taken)}")
+        out(f"Sync:          {report.sync_words(taken)}")
         out(f"Breaker:       {taken.breaker or 'unknown'}")
         call = taken.last_api_call
         if call is not None:
             out(
-                f"Last API call: {call.outcome} (HTTP {call.status}) in {call.latency * 1000:.0f} ms, "
-                f"{report.when(call.at, now)}"
+                f"Last API call: {report.outcome_words(call.outcome)} (HTTP {call.status}) "
+                f"in {call.latency * 1000:.0f} ms, {report.when(call.at, now)}"
             )
         for check in taken.checks:
             out(f"Check:         {check.id} ({check.level}) {check.message}")
+
+    def _print_sets(self, fleet: FleetHealth) -> None:
+        """One line per credential set: its status, client id, bookmaker ids, token and breaker."""
+        out = self.stdout.write
+        for one in fleet.sets:
+            taken, config, token = one.snapshot, one.snapshot.config, one.snapshot.token
+            line = f"Set {one.client}: {report.STATUS_WORDS[one.verdict.status].upper()}"
+            if config is not None:
+                left = (
+                    f"{token.fingerprint} ({report.duration(taken.token_expires_in or 0.0)} left)" if token else "none"
+                )
+                line += (
+                    f"  client {config.client_id or '(not set)'}, bookmaker {config.bookmaker_id} / "
+                    f"{config.sub_bookmaker_id}  token {left}  breaker {taken.breaker or 'unknown'}"
+                )
+            out(self._style(one.verdict.status)(line))
 
     def _print_probe(self, result: probe.ProbeResult) -> None:
         self.stdout.write(

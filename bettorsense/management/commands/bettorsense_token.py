@@ -4,13 +4,13 @@ Usage::
 
     python manage.py bettorsense_token            # fingerprint, issued at, expires in, last renewal
     python manage.py bettorsense_token --refresh  # request a new token now, under the fleet lock
+    python manage.py bettorsense_token --client brand-b  # the token of the credential set brand-b
 
 Exits non-zero when there is no token (or the renewal failed). The token itself is never printed.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bettorsense import telemetry, tokens
 from bettorsense.cache import CacheUnavailable
-from bettorsense.conf import get_config
 from bettorsense.exceptions import BettorSenseError
+from bettorsense.management.arguments import add_client_argument, client_config
 from bettorsense.redaction import mask, safe_url
 
 
@@ -34,10 +34,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--refresh", action="store_true", help="Request a new token now.")
+        add_client_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = get_config()
+        config = client_config(options["client"])
         manager = tokens.get_token_manager(config)
+        self.stdout.write(f"Set:         {config.client}")
         self.stdout.write(f"Environment: {config.environment}  audience: {config.audience}")
         self.stdout.write(f"Token URL:   {safe_url(config.token_url)}  client: {mask(config.client_id)}")
         if options["refresh"]:
@@ -52,7 +54,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Token:       {token.fingerprint}")
             self.stdout.write(f"Issued at:   {_when(token.issued_at)}")
-            self.stdout.write(f"Expires in:  {token.seconds_left(time.time()):.0f} s (at {_when(token.expires_at)})")
+            left = token.seconds_left(manager.clock.now())  # the expiry is on the token server's clock
+            self.stdout.write(f"Expires in:  {left:.0f} s (at {_when(token.expires_at)})")
         try:
             fleet = telemetry.read_token_state(config)
         except CacheUnavailable as err:

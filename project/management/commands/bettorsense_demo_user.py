@@ -7,8 +7,10 @@ Usage::
 
 Idempotent: each run sets a new generated password and prints it once. The user is staff, not a
 superuser, and holds ``bettorsense.view_health``, ``bettorsense.run_probe`` ("Check now") and
-``bettorsense.view_syncrun`` with ``bettorsense.start_sync`` ("Start an incremental sync"). For
-demos and local set-ups only.
+``bettorsense.view_syncrun`` with ``bettorsense.start_sync`` ("Start an incremental sync"), and
+for the review queue ``bettorsense.view_playerriskprofile`` (the risk data), ``view_review``,
+``record_review`` and ``export_reviews``. For demos and local set-ups only: it belongs to the demo
+project, not to the app, so no install of bettorsense ships it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 DEFAULT_USERNAME = "bettorsense-demo"
-DEMO_PERMISSIONS = ("view_health", "run_probe", "view_syncrun", "start_sync", "view_playerriskprofile")
+DEMO_PERMISSIONS = (
+    "view_health",
+    "run_probe",
+    "view_syncrun",
+    "start_sync",
+    "view_playerriskprofile",
+    "view_review",
+    "record_review",
+    "export_reviews",
+)
 
 
 class Command(BaseCommand):
