@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .cluster import ROOT, Profile, Timing, manage, postgres_database
-from .results import ScenarioResult, render
+from .results import ScenarioResult, failure_summary, render
 from .scenarios import Context
 
 Runner = Callable[[Context, ScenarioResult], None]
@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.time() - suite_started:.0f} s",
             flush=True,
         )
+        summary = failure_summary(results)
+        if summary:
+            print(summary, flush=True)
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
         Path(args.results).write_text(table)
         if args.keep:

@@ -22,6 +22,8 @@ class ScenarioResult:
     command: str
     figures: list[Figure] = field(default_factory=list)
     error: str | None = None
+    #: Where an aborted scenario raised: the suite's own frames below its runner, "file:line in name" each.
+    raised_at: str | None = None
     seconds: float = 0.0
 
     def check(self, name: str, measured: object, expected: str, ok: bool) -> bool:
@@ -35,6 +37,12 @@ class ScenarioResult:
 
     def fail(self, err: BaseException) -> None:
         self.error = f"{type(err).__name__}: {err}"
+        frames = [
+            f"e2e/{frame.filename.rsplit('/e2e/', 1)[1]}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(err.__traceback__)
+            if "/e2e/" in frame.filename and not frame.filename.endswith("/e2e/__main__.py")
+        ]
+        self.raised_at = " -> ".join(frames) or None
         print(f"    [FAIL] scenario aborted: {self.error}\n{traceback.format_exc()}", flush=True)
 
     @property
@@ -73,3 +81,23 @@ def render(results: list[ScenarioResult]) -> str:
             f"{result.seconds:.0f} s | `{result.command}` |"
         )
     return "\n".join(lines) + "\n"
+
+
+def failure_summary(results: list[ScenarioResult]) -> str:
+    """A few lines naming each failed run and what failed in it, printed last (a log cut short keeps them)."""
+    lines = []
+    for result in results:
+        if result.passed:
+            continue
+        lines.append(
+            f"e2e: FAILED scenario {result.number} ({result.profile}) after {result.seconds:.0f} s: {result.command}"
+        )
+        for figure in result.figures:
+            if figure.ok is False:
+                lines.append(f"e2e:   {figure.name}: {figure.measured} (expected {figure.expected})")
+        if result.error:
+            where = f" at {result.raised_at}" if result.raised_at else ""
+            lines.append(f"e2e:   aborted{where}: {result.error}")
+        if not result.figures and not result.error:
+            lines.append("e2e:   it recorded no figure")
+    return "\n".join(lines)

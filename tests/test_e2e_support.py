@@ -8,6 +8,7 @@ from pathlib import Path
 from e2e.bounds import longest_wait, max_token_requests
 from e2e.fuzz import Case, cases
 from e2e.leaks import corpus, scan, secret_needles, token_needles
+from e2e.results import ScenarioResult, failure_summary
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJhYmMifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 
@@ -63,3 +64,47 @@ def test_jwt_pattern_finds_a_token_nobody_harvested(tmp_path: Path):
     hits, _ = scan(corpus([tmp_path]), [], set())
     assert {h.label for h in hits} == {"JWT-shaped string", "Bearer credential"}
     assert not any(h.canary for h in hits)
+
+
+def _raise_from_a_scenario() -> None:
+    raise RuntimeError("redis-server on port 12142 exited: bind failed")
+
+
+def test_failure_summary_names_each_failed_run_its_failed_figures_and_where_it_aborted():
+    passed = ScenarioResult(1, "Steady state", "services", "make e2e SCENARIO=1")
+    passed.check("failed calls", "0 of 10", "0", True)
+    checked = ScenarioResult(3, "Token endpoint down", "services", "make e2e SCENARIO=3")
+    checked.check("calls after recovery", "0 of 5", "0", True)
+    checked.check("token requests during the outage", "6", "≤ 5", False)
+    aborted = ScenarioResult(4, "Redis stopped", "services", "make e2e SCENARIO=4")
+    aborted.seconds = 71.2
+    try:
+        _raise_from_a_scenario()
+    except RuntimeError as err:
+        aborted.fail(err)
+    # The frame is this test's file, not the suite's: no place is named.
+    assert aborted.raised_at is None
+
+    lines = failure_summary([passed, checked, aborted]).splitlines()
+
+    assert lines == [
+        "e2e: FAILED scenario 3 (services) after 0 s: make e2e SCENARIO=3",
+        "e2e:   token requests during the outage: 6 (expected ≤ 5)",
+        "e2e: FAILED scenario 4 (services) after 71 s: make e2e SCENARIO=4",
+        "e2e:   aborted: RuntimeError: redis-server on port 12142 exited: bind failed",
+    ]
+    assert failure_summary([passed]) == ""
+
+
+def test_an_abort_inside_the_suite_names_the_suites_innermost_frame():
+    from e2e.cluster import wait_until
+
+    result = ScenarioResult(4, "Redis stopped", "services", "make e2e SCENARIO=4")
+    try:
+        wait_until("a beat renewal", lambda: False, 0.01)
+    except TimeoutError as err:
+        result.fail(err)
+
+    assert result.raised_at is not None and result.raised_at.startswith("e2e/cluster.py:")
+    assert result.raised_at.endswith(" in wait_until") and " -> " not in result.raised_at
+    assert "a beat renewal" in failure_summary([result])
