@@ -423,24 +423,7 @@ def _write_page_portable(run: SyncRun, now: datetime, rows: list[PageRow], histo
     )
     by_account = {row.profile.account_id: row for row in rows}
     RiskProfileChange.objects.bulk_create(
-        [
-            RiskProfileChange(
-                profile_id=ids[change.account_id],
-                risk_score=page_row.profile.risk_score,
-                band=int(page_row.profile.band),
-                risk_category=page_row.profile.risk_category,
-                percentile=page_row.profile.percentile,
-                category_scores=page_row.scores,
-                previous_score=change.previous_score,
-                previous_band=change.previous_band,
-                last_updated=page_row.profile.last_updated,
-                recorded_at=now,
-                sync_run=run,
-                signal_pending=change.signal_pending,
-            )
-            for change in history
-            for page_row in (by_account[change.account_id],)
-        ],
+        [_change_row(run, now, ids[change.account_id], by_account[change.account_id], change) for change in history],
         ignore_conflicts=True,  # a version another run recorded: not ours to record or signal
     )
     # The rows this page inserted: this run's, at this page's time (a conflicting row kept its own run).
@@ -448,6 +431,26 @@ def _write_page_portable(run: SyncRun, now: datetime, rows: list[PageRow], histo
         sync_run=run, recorded_at=now, profile_id__in=ids.values(), signal_pending=True
     )
     return list(inserted.order_by("pk").values_list("pk", flat=True))
+
+
+def _change_row(
+    run: SyncRun, now: datetime, profile_id: int, page_row: PageRow, change: HistoryRow
+) -> RiskProfileChange:
+    """The history row of one change: what the vendor said on this page, and what the store held before."""
+    return RiskProfileChange(
+        profile_id=profile_id,
+        risk_score=page_row.profile.risk_score,
+        band=int(page_row.profile.band),
+        risk_category=page_row.profile.risk_category,
+        percentile=page_row.profile.percentile,
+        category_scores=page_row.scores,
+        previous_score=change.previous_score,
+        previous_band=change.previous_band,
+        last_updated=page_row.profile.last_updated,
+        recorded_at=now,
+        sync_run=run,
+        signal_pending=change.signal_pending,
+    )
 
 
 def _is_signalled(previous_band: int | None, band: int, signal_first_seen: bool) -> bool:
