@@ -37,7 +37,7 @@ from bettorsense.health import probe, report
 from bettorsense.health import rules as health
 from bettorsense.health.fleet import SetHealth, take_fleet_health
 from bettorsense.models import Health, PlayerRiskProfile, SyncRun
-from bettorsense.privacy.access import Through, record_access, record_accesses
+from bettorsense.privacy.access import Through, record_access, record_listed_accesses
 from bettorsense.read_only_admin import ModelAdmin, ReadOnlyAdmin
 
 logger = logging.getLogger(__name__)
@@ -240,10 +240,7 @@ class PlayerRiskProfileAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
-        listing = (getattr(response, "context_data", None) or {}).get("cl")
-        if listing is not None:
-            accounts = [row.account_id for row in listing.result_list]
-            record_accesses(user=request.user, account_ids=accounts, through=Through.PROFILE, purpose="profile list")
+        record_listed_accesses(request, response, through=Through.PROFILE, purpose="profile list")
         return response
 
     @admin.display(description="Category scores")

@@ -86,6 +86,14 @@ def record_accesses(
     return AccessRecord.objects.bulk_create(rows)
 
 
+def record_listed_accesses(request: Any, response: Any, *, through: str, purpose: str) -> None:
+    """One record per account on the admin change list ``response`` rendered (none for a redirect)."""
+    listing = (getattr(response, "context_data", None) or {}).get("cl")
+    if listing is not None:
+        accounts = [row.account_id for row in listing.result_list]
+        record_accesses(user=request.user, account_ids=accounts, through=through, purpose=purpose)
+
+
 @contextmanager
 def access_purpose(purpose: str, *, user: Any = None, username: str = "") -> Iterator[None]:
     """Inside the block, each profile the service calls return is recorded with this purpose.

@@ -32,7 +32,7 @@ from django.views.decorators.cache import never_cache
 
 from bettorsense.exceptions import BettorSenseConfigurationError
 from bettorsense.models import RiskProfileChange
-from bettorsense.privacy.access import Through, record_access, record_accesses
+from bettorsense.privacy.access import Through, record_access, record_accesses, record_listed_accesses
 from bettorsense.profiles import RiskBand
 from bettorsense.read_only_admin import ModelAdmin, ReadOnlyAdmin
 from bettorsense.reviews import export, queue
@@ -247,10 +247,7 @@ class ReviewAdmin(ReadOnlyAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         context = {"can_export": request.user.has_perm(EXPORT_REVIEWS_PERMISSION), **(extra_context or {})}
         response = super().changelist_view(request, context)
-        listing = (getattr(response, "context_data", None) or {}).get("cl")
-        if listing is not None:
-            accounts = [review.account_id for review in listing.result_list]
-            record_accesses(user=request.user, account_ids=accounts, through=Through.QUEUE, purpose="reviews list")
+        record_listed_accesses(request, response, through=Through.QUEUE, purpose="reviews list")
         return response
 
     def change_view(
