@@ -161,6 +161,12 @@ def parse_profile(data: Any) -> RiskProfile:
 
 
 def _category(item: Any) -> CategoryScore:
+    # Exact types first: what the JSON decoder builds (a bool is neither int nor float here).
+    if type(item) is dict:
+        key, score = item.get("key"), item.get("score")
+        if type(key) is int and (type(score) is float or type(score) is int):
+            name = item.get("name")
+            return CategoryScore(key, name if type(name) is str else str(name or ""), float(score))
     if not isinstance(item, dict):
         raise BadResponse("A category score is not a JSON object.")
     key, score = item.get("key"), item.get("score")

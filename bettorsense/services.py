@@ -176,10 +176,9 @@ def _fetch_profile(
         "sub-bookmakers",
         str(sub_bookmaker),
         "accountid",
-        account,
     )
     try:
-        body = api.get_json(config, segments)
+        body = api.get_json(config, segments, account_id=account)
         profile = parse_profile(body)
     except ProfileUnavailable as err:
         if use_cache:

@@ -1,10 +1,12 @@
 """The lean call path: each piece of per-call work moved out of the call still behaves as before.
 
-``get_player_risk_profile(fresh=True)`` prepares its request by hand, skips urllib3's last empty
-read, encodes most path segments without ``quote``, reads the breaker and writes telemetry at most
-once a second, and builds no span without a tracer provider. These tests pin what each shortcut
-must keep: the session's headers, hooks and cookies, every byte of a body, the exact encoding, the
-fleet's breaker within its recheck bound, and settings changed through ``setting_changed``.
+``get_player_risk_profile(fresh=True)`` prepares its request by hand, sends it through the session's
+adapter without ``Session.send``'s redirect machinery, skips urllib3's last empty read, encodes most
+path segments without ``quote`` (a resource's fixed segments once per process), reads the breaker
+and writes telemetry at most once a second, and builds no span without a tracer provider. These
+tests pin what each shortcut must keep: the session's headers, hooks, cookies and mounted adapters,
+every byte of a body, the exact encoding, the fleet's breaker within its recheck bound, and settings
+changed through ``setting_changed``.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from urllib.parse import quote
 import pytest
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
 from bettorsense import telemetry, tokens, tracing
 from bettorsense.cache import cache_key
 from bettorsense.client import api, breaker
 from bettorsense.client.breaker import CircuitBreaker
 from bettorsense.client.http import get_session, read_body
+from bettorsense.client.routes import route_template
 from bettorsense.client.validation import account_id, path_segment
 from bettorsense.conf import get_config
-from bettorsense.exceptions import InvalidInput, ServiceUnavailable
+from bettorsense.exceptions import InvalidInput, PlayerNotFound, ServiceUnavailable
 from bettorsense.services import get_player_risk_profile
 from tests.support.sandbox import FakeClock
 
@@ -72,9 +76,31 @@ def test_no_cookie_header_without_cookies():
 
 def test_a_dots_only_segment_stays_encoded_on_the_wire():
     """The URL is sent as built: preparing it would turn %2E%2E back into a ".." that collapses the path."""
-    url = api.build_url(get_config(), ("v1", "accountid", ".."))
+    url = api.build_url(get_config(), ("v1", "accountid"), account_id="..")
     assert url.endswith("/v1/accountid/%2E%2E")
     assert api._prepare(requests.Session(), url, a_token()).url == url
+
+
+def test_a_resources_fixed_segments_are_built_once_and_the_account_id_on_every_call():
+    config = get_config()
+    fixed = ("v1", "Operator", "PlayerRiskProfile", "bookmakers", "1", "sub-bookmakers", "2", "accountid")
+    base = config.api_url + "/v1/Operator/PlayerRiskProfile/bookmakers/1/sub-bookmakers/2/accountid/"
+    api._resource.cache_clear()
+    assert api.build_url(config, fixed, account_id="a/b?c") == base + "a%2Fb%3Fc"
+    assert api.build_url(config, fixed, account_id="player_7") == base + "player_7"
+    assert api._resource.cache_info().misses == 1  # the fixed part once; the account ids are never a key
+    route = api._resource(config.api_url, fixed, True)[1]
+    assert (
+        route
+        == route_template((*fixed, "player_7"))
+        == (
+            "/v1/Operator/PlayerRiskProfile/bookmakers/{bookmakerId}/sub-bookmakers/{subBookmakerId}/accountid/{accountId}"
+        )
+    )
+    batch = ("v1", "Operator", "RiskProfiles", "bookmakers", "1", "sub-bookmakers", "2")
+    assert api.build_url(config, batch, {"page": 2, "skip": None}) == config.api_url + (
+        "/v1/Operator/RiskProfiles/bookmakers/1/sub-bookmakers/2?page=2"
+    )
 
 
 def test_a_netrc_entry_for_the_api_host_does_not_replace_the_bearer_token(configure, sandbox, tmp_path, monkeypatch):
@@ -86,6 +112,64 @@ def test_a_netrc_entry_for_the_api_host_does_not_replace_the_bearer_token(config
     monkeypatch.setenv("NETRC", str(netrc))
     assert requests.utils.get_netrc_auth(sandbox.api_url("integration")) == ("someone", "something")
     assert get_player_risk_profile("player_1", fresh=True).account_id == "player_1"
+
+
+class CookieSettingAdapter(HTTPAdapter):
+    """A host's own transport: records the Cookie each request carries, and sets one on the first answer."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=0)
+        self.cookies_sent: list[str | None] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.cookies_sent.append(request.headers.get("Cookie"))
+        return super().send(request, *args, **kwargs)
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        if len(self.cookies_sent) == 1:
+            resp._original_response.msg["Set-Cookie"] = "AWSALB=affinity-1; Path=/"
+        return super().build_response(req, resp)
+
+
+def test_a_host_mounted_adapter_carries_the_call_and_the_cookie_it_sets_goes_back(configure, sandbox):
+    configure()
+    session = get_session()
+    adapter = CookieSettingAdapter()
+    prefix = sandbox.api_url("integration") + "/"
+    session.mount(prefix, adapter)
+    try:
+        first = get_player_risk_profile("player_1", fresh=True)
+        second = get_player_risk_profile("player_1", fresh=True)
+    finally:
+        del session.adapters[prefix]
+        session.cookies.clear()
+    assert first.account_id == second.account_id == "player_1"
+    assert adapter.cookies_sent == [None, "AWSALB=affinity-1"]
+
+
+def test_a_response_hook_on_the_session_runs_and_may_replace_the_answer(configure, sandbox):
+    configure()
+    session = get_session()
+    seen: list[tuple[int, bool, Any]] = []
+
+    def hook(response: requests.Response, **kwargs: Any) -> requests.Response | None:
+        if "/PlayerRiskProfile/" not in response.url:
+            return None  # the token endpoint's answer
+        seen.append((response.status_code, kwargs["stream"], kwargs["timeout"]))
+        if len(seen) == 1:
+            return None  # kept as it is
+        response.status_code = 404  # replaced: a falsy Response is a replacement all the same
+        return response
+
+    session.hooks["response"].append(hook)
+    try:
+        assert get_player_risk_profile("player_1", fresh=True).account_id == "player_1"
+        with pytest.raises(PlayerNotFound):
+            get_player_risk_profile("player_1", fresh=True)
+    finally:
+        session.hooks["response"].remove(hook)
+    config = get_config()
+    assert seen == [(200, True, (config.connect_timeout, config.read_timeout))] * 2
 
 
 # --- the body, read without the last empty read ----------------------------------------------------

@@ -102,6 +102,57 @@ def test_parsing_tolerates_order_extra_and_absent_fields():
             parse_profile(bad)
 
 
+class Mapping(dict):  # a dict subclass takes the general checks' path, not the exact-type one
+    pass
+
+
+class Count(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"key": True, "score": 1},
+        {"key": "3", "score": 1},
+        {"key": 3.0, "score": 1},
+        {"key": 3, "score": False},
+        {"key": 3, "score": "1"},
+        {"key": 3, "score": None},
+        {"key": 3},
+        Mapping(key=True, score=1),
+        Mapping(key=3, score=True),
+        ["key", 3],
+        "3",
+        None,
+    ],
+)
+def test_a_category_score_that_is_not_an_integer_key_and_a_number_is_refused(item):
+    from bettorsense.profiles import parse_profile
+
+    with pytest.raises(BadResponse, match=r"[Cc]ategory score"):
+        parse_profile({"playerId": "p", "riskScore": 5, "categoryScores": [item]})
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"key": 3, "score": 2, "name": "Losses"}, (3, "Losses", 2.0)),
+        ({"key": 3, "score": -1.5}, (3, "", -1.5)),
+        ({"key": 3, "score": 1, "name": None}, (3, "", 1.0)),
+        ({"key": 3, "score": 1, "name": 0}, (3, "", 1.0)),
+        ({"key": 3, "score": 1, "name": 7}, (3, "7", 1.0)),
+        (Mapping(key=Count(3), score=Count(2), name="Time"), (3, "Time", 2.0)),
+    ],
+)
+def test_a_category_score_is_read_the_same_on_either_path(item, expected):
+    from bettorsense.profiles import parse_profile
+
+    (score,) = parse_profile({"playerId": "p", "riskScore": 5, "categoryScores": [item]}).category_scores
+    assert (score.key, score.name, score.score) == expected
+    assert type(score.score) is float
+
+
 def test_cached_until_the_next_recompute_and_fresh_bypasses(configure, sandbox):
     first = get_player_risk_profile("player_2")
     again = get_player_risk_profile("player_2")

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final, cast
@@ -63,18 +62,42 @@ RETRY_AFTER_MAX: Final = 3600.0
 _DEADLINE_PASSED: Final = "timed out: it ran past its deadline (RETRY_BUDGET + READ_TIMEOUT)"
 
 
-def build_url(config: Config, segments: Sequence[str], params: dict[str, Any] | None = None) -> str:
-    """The API base URL, then each segment percent-encoded on its own, then the query."""
-    url = config.api_url + "/" + "/".join(path_segment(segment) for segment in segments)
+def build_url(
+    config: Config, segments: tuple[str, ...], params: dict[str, Any] | None = None, *, account_id: str | None = None
+) -> str:
+    """The API base URL, each segment and then ``account_id`` percent-encoded on its own, then the query."""
+    return _completed(_resource(config.api_url, segments, account_id is not None)[0], params, account_id)
+
+
+def _completed(url: str, params: dict[str, Any] | None, account_id: str | None) -> str:
+    if account_id is not None:
+        url += "/" + path_segment(account_id)
     if params:
         url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
     return url
 
 
-def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | None = None) -> Any:
-    """GET one API resource as parsed JSON, through the breaker; raises a typed error otherwise."""
-    url = build_url(config, segments, params)
-    route = route_template(segments)
+@lru_cache(maxsize=256)
+def _resource(api_url: str, segments: tuple[str, ...], with_account: bool) -> tuple[str, str]:
+    """The URL and the route template of a resource's fixed segments, built once per process.
+
+    The segments are the API's words and bookmaker ids, a few per deployment; the account id, which
+    would fill this cache with players, is never among them (``build_url``'s ``account_id``).
+    """
+    url = api_url + "/" + "/".join(path_segment(segment) for segment in segments)
+    return url, route_template((*segments, "")) if with_account else route_template(segments)
+
+
+def get_json(
+    config: Config, segments: tuple[str, ...], params: dict[str, Any] | None = None, *, account_id: str | None = None
+) -> Any:
+    """GET one API resource as parsed JSON, through the breaker; raises a typed error otherwise.
+
+    ``segments`` are the path's fixed words and bookmaker ids; a player's account id, the last
+    segment of the single-profile resource, is passed as ``account_id``.
+    """
+    prefix, route = _resource(config.api_url, segments, account_id is not None)
+    url = _completed(prefix, params, account_id)
     breaker = get_breaker(config)
     breaker.before_call()
     started = time.monotonic()
@@ -96,7 +119,7 @@ def get_json(config: Config, segments: Sequence[str], params: dict[str, Any] | N
 
 @lru_cache(maxsize=16)
 def _send_settings(api_url: str) -> dict[str, Any]:
-    """``Session.send``'s keywords: proxies and CA bundle from the environment, and a streamed body.
+    """The transport adapter's keywords: proxies and CA bundle from the environment, a streamed body.
 
     ``Session.request`` re-reads HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE... on every call, which
     costs more than a loopback round trip; they are read once per process and API URL instead. The
@@ -104,7 +127,6 @@ def _send_settings(api_url: str) -> dict[str, Any]:
     """
     settings: dict[str, Any] = {**get_session().merge_environment_settings(api_url, {}, None, None, None)}
     settings["stream"] = True
-    settings["allow_redirects"] = False
     return settings
 
 
@@ -127,8 +149,24 @@ class _Failure:
 
 
 def _send(config: Config, url: str, token: tokens.AccessToken, timeout: tuple[float, float]) -> requests.Response:
+    """``Session.send`` without what a call that follows no redirect does not use.
+
+    The adapter is the one the session has mounted for the URL (a host's own transport too), sent
+    the keywords ``Session.send`` would send it. Left out: the redirect machinery (no redirect is
+    followed, and ``Session.send`` would still build a generator to look for one) and ``elapsed``.
+    Response hooks still run, and the cookies an answer sets are kept in the session's jar.
+    """
     session = get_session()
-    return session.send(_prepare(session, url, token), timeout=timeout, **_send_settings(config.api_url))
+    prepared = _prepare(session, url, token)
+    settings = _send_settings(config.api_url)
+    response = session.get_adapter(url).send(prepared, timeout=timeout, **settings)
+    for hook in prepared.hooks["response"]:  # as requests.hooks.dispatch_hook runs them
+        replaced = hook(response, timeout=timeout, **settings)
+        if replaced is not None:
+            response = replaced
+    if response.cookies:  # a load balancer's affinity cookie, as the adapter parsed it: sent back next time
+        session.cookies.update(response.cookies)
+    return response
 
 
 def _prepare(session: requests.Session, url: str, token: tokens.AccessToken) -> requests.PreparedRequest:
@@ -147,7 +185,8 @@ def _prepare(session: requests.Session, url: str, token: tokens.AccessToken) -> 
     headers = cast("CaseInsensitiveDict[str]", CaseInsensitiveDict(session.headers))
     headers["Authorization"] = token.authorization
     prepared.headers = headers
-    prepared.prepare_hooks(session.hooks)
+    if any(session.hooks.values()):  # a new PreparedRequest holds empty hooks already
+        prepared.prepare_hooks(session.hooks)
     if session.cookies:  # set by an answer (a load balancer's affinity cookie): sent back, as before
         prepared.prepare_cookies(session.cookies)  # only read, for the Cookie header (no redirect is followed)
     return prepared

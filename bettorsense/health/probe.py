@@ -107,8 +107,8 @@ def run_probe(client: str = DEFAULT_CLIENT) -> ProbeResult:
                 "sub-bookmakers",
                 str(config.sub_bookmaker_id),
                 "accountid",
-                account,
             ),
+            account_id=account,
         )
     except ProfileUnavailable as err:
         detail = f"The API answered: {type(err).__name__} (HTTP {err.status_code}) for {account!r}."

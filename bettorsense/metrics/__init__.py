@@ -68,20 +68,20 @@ def token_request(config: Config, origin: str, outcome: str) -> None:
         instruments.TOKEN_REQUESTS.labels(set_name(config), origin, outcome).inc()
 
 
-#: The bound children of each (set, endpoint, status class): ``labels()`` costs more than the call's
-#: own recording, and the keys are few (route templates, never an account id).
-_api_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+#: The bound children of each (set, endpoint, status): ``labels()`` costs more than the call's own
+#: recording, and the keys are few (route templates, never an account id; statuses 100-599 or None).
+_api_children: dict[tuple[str, str, int | None], tuple[Any, Any]] = {}
 
 
 @best_effort
 def api_request(config: Config, endpoint: str, status: int | None, seconds: float) -> None:
     if not ENABLED:
         return
-    key = (set_name(config), endpoint, status_class(status))
-    children = _api_children.get(key)
+    children = _api_children.get((config.client, endpoint, status))
     if children is None:
-        children = (instruments.API_REQUESTS.labels(*key), instruments.API_DURATION.labels(*key[:2]))
-        _api_children[key] = children
+        labels = (set_name(config), endpoint, status_class(status))
+        children = (instruments.API_REQUESTS.labels(*labels), instruments.API_DURATION.labels(*labels[:2]))
+        _api_children[(config.client, endpoint, status)] = children
     children[0].inc()
     children[1].observe(seconds)
 
