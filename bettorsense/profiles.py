@@ -100,7 +100,10 @@ class RiskProfile:
 
 def parse_datetime_utc(value: str) -> datetime:
     """ISO-8601 with ``Z`` or an offset, as an aware UTC datetime; naive values are taken as UTC."""
-    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a "Z" itself: most values need nothing else
+    except ValueError:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -22,6 +22,8 @@ try:
     from opentelemetry import trace
     from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 
+    #: A tuple, not ``A | B``: the union would be built anew on every call.
+    _NO_PROVIDER: tuple[type, ...] = (ProxyTracerProvider, NoOpTracerProvider)
     ENABLED = True
 except ImportError:  # an optional extra
     ENABLED = False
@@ -71,7 +73,7 @@ def http_client_span(
 ) -> AbstractContextManager[Outcome]:
     """A span around one HTTP request to ``base_url`` followed by ``route`` (a route template)."""
     # Until the host sets a real provider every span is a no-op: skip building one on the hot path.
-    if not ENABLED or isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider):
+    if not ENABLED or isinstance(trace.get_tracer_provider(), _NO_PROVIDER):
         return Outcome()
     return _span(method, base_url, route, resend_count)
 

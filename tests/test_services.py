@@ -102,6 +102,33 @@ def test_parsing_tolerates_order_extra_and_absent_fields():
             parse_profile(bad)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-03T02:00:00Z",
+        "2026-12-03T02:00:00z",
+        " 2026-12-03T02:00:00Z ",
+        "2026-12-03T04:00:00+02:00",
+        "2026-12-03T02:00:00",
+        "2026-12-03T02:00:00.000Z",
+        "2026-12-03 02:00:00+00:00",
+    ],
+)
+def test_a_date_time_is_read_as_utc_in_each_form(text):
+    from bettorsense.profiles import parse_datetime_utc
+
+    assert parse_datetime_utc(text) == datetime(2026, 12, 3, 2, tzinfo=UTC)
+    assert parse_datetime_utc(text).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2026-13-03T02:00:00Z", "2026-12-03T02:00:00Q"])
+def test_a_date_time_that_is_not_iso_8601_is_refused(text):
+    from bettorsense.profiles import parse_datetime_utc
+
+    with pytest.raises(ValueError):
+        parse_datetime_utc(text)
+
+
 class Mapping(dict):  # a dict subclass takes the general checks' path, not the exact-type one
     pass
 
